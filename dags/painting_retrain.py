@@ -1,0 +1,104 @@
+"""
+### painting_retrain
+
+Retrains the painter classifier: **ingest** the Painter-by-Numbers CSV and images into Postgres →
+**select_artists** (top N by usable images, equalised to the smallest) → **split** (stratified,
+seeded, stored as a dataset version) → **augment** (offline flips of the train split) → **train**
+(Keras ResNet50 on queue `gpu`) → **evaluate** (per-artist precision/recall/F1/support/accuracy in
+Postgres) → **mosaics** (one PNG per artist of the test paintings predicted as that artist).
+
+Trigger it by hand from the UI to change any of the Params below. All logic lives in `painting_ml`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from painting_ml.settings import get_settings
+
+DEFAULT_DATA_DIR = str(get_settings().data_dir / "demo")
+
+
+def _config():
+    """The run config from this run's Params (validated; unknown keys refused)."""
+    from painting_ml.config import RunConfig
+
+    return RunConfig.from_params(dict(get_current_context()["params"]))
+
+
+@dag(
+    dag_id="painting_retrain",
+    schedule=None,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["painting_ml"],
+    params={
+        "data_dir": Param(DEFAULT_DATA_DIR, type="string", minLength=1, title="Data folder",
+                          description="Folder in the Kaggle layout: all_data_info.csv and train*/test images."),
+        "n_artists": Param(10, type="integer", minimum=2, maximum=1000, title="Artists",
+                           description="How many artists to train on (top N by usable paintings)."),
+        "epochs": Param(3, type="integer", minimum=1, maximum=1000, title="Epochs",
+                        description="Training epochs."),
+        "image_size": Param(64, type="integer", minimum=32, maximum=1024, title="Image size (px)",
+                            description="Square training size; 32-64 on CPU, 224 on a GPU."),
+        "batch_size": Param(32, type="integer", minimum=1, maximum=4096, title="Batch size",
+                            description="Images per training step."),
+        "optimizer": Param("adam", type="string", enum=["adam", "rmsprop", "sgd"], title="Optimizer",
+                           description="Keras optimizer used for training."),
+        "learning_rate": Param(1e-3, type="number", exclusiveMinimum=0, maximum=10, title="Learning rate",
+                               description="Initial learning rate (reduced on plateau)."),
+        "seed": Param(42, type="integer", minimum=0, title="Seed",
+                      description="Seed for selection, split, augmentation and weight init."),
+    },
+)
+def painting_retrain():
+    @task
+    def ingest() -> dict:
+        from painting_ml.pipeline import ingest_step
+
+        return ingest_step(_config())
+
+    @task
+    def select_artists(_ingested: dict) -> dict:
+        from painting_ml.pipeline import select_artists_step
+
+        return select_artists_step(_config())
+
+    @task
+    def split(selection: dict) -> int:
+        from painting_ml.pipeline import split_step
+
+        return split_step(_config(), selection)
+
+    @task
+    def augment(version_id: int) -> int:
+        from painting_ml.pipeline import augment_step
+
+        augment_step(_config(), version_id)
+        return version_id
+
+    @task(queue="gpu")
+    def train(version_id: int) -> int:
+        from painting_ml.pipeline import train_step
+
+        ctx = get_current_context()
+        cfg = _config()
+        return train_step(cfg, version_id, f"{ctx['dag'].dag_id}:{ctx['run_id']}:{cfg.fingerprint()}")
+
+    @task
+    def evaluate(run_id: int) -> int:
+        from painting_ml.pipeline import evaluate_step
+
+        evaluate_step(run_id)
+        return run_id
+
+    @task
+    def mosaics(run_id: int) -> str:
+        from painting_ml.pipeline import mosaics_step
+
+        return mosaics_step(_config(), run_id)
+
+    mosaics(evaluate(train(augment(split(select_artists(ingest()))))))
+
+
+painting_retrain()

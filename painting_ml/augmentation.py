@@ -1,0 +1,79 @@
+"""Offline augmentation of a dataset version's train split (flips and right-angle rotations).
+
+Each augmented image is written once per dataset version under
+``PAINTING_HOME/artifacts/augmented/v<id>/`` and recorded in ``augmented_images`` with its source
+painting and transform; a rerun reuses what exists. Only the train split is ever augmented, so
+nothing derived from a validation or test painting can leak into training.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from painting_ml import db
+from painting_ml.datasets import load_items
+from painting_ml.settings import get_settings
+
+# PIL transpose ops: geometry is exact (no interpolation). "hvflip" is a flip on both axes.
+TRANSFORMS: dict[str, Image.Transpose] = {
+    "hflip": Image.Transpose.FLIP_LEFT_RIGHT,
+    "vflip": Image.Transpose.FLIP_TOP_BOTTOM,
+    "hvflip": Image.Transpose.ROTATE_180,
+    "rot90": Image.Transpose.ROTATE_90,     # counter-clockwise, as PIL defines it
+    "rot180": Image.Transpose.ROTATE_180,
+    "rot270": Image.Transpose.ROTATE_270,
+}
+
+
+def apply_transform(img: Image.Image, transform: str) -> Image.Image:
+    """Return ``img`` (converted to RGB) transformed by ``transform``."""
+    try:
+        op = TRANSFORMS[transform]
+    except KeyError:
+        raise ValueError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)}") from None
+    return img.convert("RGB").transpose(op)
+
+
+def write_atomic(img: Image.Image, path: Path, **save_kwargs) -> None:
+    """Save via a temp file and rename, so a crash never leaves a half-written image."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    img.save(tmp, **save_kwargs)
+    os.replace(tmp, path)
+
+
+def augment_version(version_id: int, transforms: tuple[str, ...], url: str | None = None,
+                    out_root: Path | None = None) -> int:
+    """Materialise ``transforms`` of every train image of ``version_id``; return rows recorded."""
+    if not transforms:
+        return 0
+    out_dir = (out_root or get_settings().artifacts_dir / "augmented") / f"v{version_id}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _, items = load_items(version_id, url)
+    with db.connect(url) as conn:
+        done = {(r[0], r[1]) for r in conn.execute(db.sql("augment", "existing"), {"id": version_id})
+                if Path(r[2]).is_file()}
+        rows = []
+        for item in items:
+            if item.split != "train":
+                continue
+            todo = [t for t in transforms if (item.filename, t) not in done]
+            if not todo:
+                continue
+            with Image.open(item.path) as im:
+                im.load()
+                for t in todo:
+                    dest = out_dir / f"{Path(item.filename).stem}__{t}.jpg"
+                    write_atomic(apply_transform(im, t), dest, format="JPEG", quality=95)
+                    rows.append({"id": version_id, "src": item.filename, "t": t, "path": str(dest)})
+        with conn.cursor() as cur:
+            cur.executemany(db.sql("augment", "upsert"), rows)
+        return int(conn.execute(db.sql("augment", "count"), {"id": version_id}).fetchone()[0])
+
+
+def augmented_train_items(version_id: int, url: str | None = None) -> list[tuple[str, str]]:
+    """(path, source filename) of the version's augmented train images."""
+    with db.connect(url) as conn:
+        return [(r[2], r[0]) for r in conn.execute(db.sql("augment", "existing"), {"id": version_id})]

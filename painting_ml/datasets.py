@@ -1,0 +1,110 @@
+"""Immutable dataset versions: a selection, equalised and split, stored once in Postgres.
+
+The version's ``content_hash`` covers the selection config and every (file, artist, split) it
+contains, so asking again for the same config on the same data returns the same version id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from psycopg.types.json import Jsonb
+from sklearn.model_selection import train_test_split
+
+from painting_ml import db
+from painting_ml.config import RunConfig
+from painting_ml.selection import Selection
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DatasetItem:
+    filename: str
+    artist: str
+    label: int
+    split: str
+    path: str
+
+
+def equalise(files_by_artist: dict[str, list[str]], per_artist: int, seed: int) -> dict[str, list[str]]:
+    """Undersample every artist to ``per_artist`` files, reproducibly (sorted, then seeded)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for artist in sorted(files_by_artist):
+        files = sorted(files_by_artist[artist])
+        idx = rng.choice(len(files), size=min(per_artist, len(files)), replace=False)
+        out[artist] = sorted(files[i] for i in idx)
+    return out
+
+
+def stratified_split(
+    files: list[str], labels: list[int], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, str]:
+    """Assign each file to train/val/test, stratified by label; every class lands in every split.
+
+    Returns:
+        ``{filename: split}``.
+    """
+    n_classes = len(set(labels))
+    n = len(files)
+    n_test = max(n_classes, int(round(n * test_fraction)))
+    n_val = max(n_classes, int(round(n * val_fraction)))
+    rest, test, rest_y, _ = train_test_split(files, labels, test_size=n_test, stratify=labels, random_state=seed)
+    train, val, _, _ = train_test_split(rest, rest_y, test_size=n_val, stratify=rest_y, random_state=seed + 1)
+    return {**{f: "train" for f in train}, **{f: "val" for f in val}, **{f: "test" for f in test}}
+
+
+def content_hash(config: dict, assignment: list[tuple[str, str, str]]) -> str:
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for row in sorted(assignment):
+        h.update("\x1f".join(row).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def create_dataset_version(cfg: RunConfig, selection: Selection, url: str | None = None) -> int:
+    """Equalise and split the selection, store it (once) and return the dataset version id."""
+    with db.connect(url) as conn:
+        rows = conn.execute(db.sql("datasets", "files_of_artists"), {"artists": selection.artists}).fetchall()
+        by_artist: dict[str, list[str]] = {}
+        for filename, artist in rows:
+            by_artist.setdefault(artist, []).append(filename)
+        chosen = equalise(by_artist, selection.per_artist, cfg.seed)
+        label_of = {a: i for i, a in enumerate(selection.artists)}
+        files = [f for a in selection.artists for f in chosen[a]]
+        labels = [label_of[a] for a in selection.artists for _ in chosen[a]]
+        split_of = stratified_split(files, labels, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        artist_of = {f: a for a in selection.artists for f in chosen[a]}
+        assignment = [(f, artist_of[f], split_of[f]) for f in files]
+        key = {**cfg.selection_key(), "artists": selection.artists, "per_artist": selection.per_artist}
+        digest = content_hash(key, assignment)
+        counts = {a: {s: 0 for s in SPLITS} for a in selection.artists}
+        for _, a, s in assignment:
+            counts[a][s] += 1
+        conn.execute("SELECT pg_advisory_xact_lock(7062)")  # one creator per hash at a time
+        found = conn.execute(db.sql("datasets", "find_version"), {"hash": digest}).fetchone()
+        if found:
+            return int(found[0])
+        version_id = conn.execute(
+            db.sql("datasets", "insert_version"),
+            {"hash": digest, "config": Jsonb(key), "artists": Jsonb(selection.artists), "counts": Jsonb(counts)},
+        ).fetchone()[0]
+        with conn.cursor() as cur:
+            with cur.copy(db.sql("datasets", "copy_items")) as copy:
+                for f, a, s in assignment:
+                    copy.write_row((version_id, f, a, label_of[a], s))
+        return int(version_id)
+
+
+def load_items(version_id: int, url: str | None = None) -> tuple[list[str], list[DatasetItem]]:
+    """Return the version's artist list (class order) and its items."""
+    with db.connect(url) as conn:
+        found = conn.execute(db.sql("datasets", "get_version"), {"id": version_id}).fetchone()
+        if not found:
+            raise LookupError(f"dataset version {version_id} does not exist")
+        rows = conn.execute(db.sql("datasets", "items"), {"id": version_id}).fetchall()
+    return list(found[0]), [DatasetItem(*r) for r in rows]

@@ -1,0 +1,94 @@
+"""Per-artist mosaics of a run's test predictions, and the artifact registry they are recorded in.
+
+For each artist one PNG shows the test paintings the model attributed to that artist; each
+thumbnail keeps its aspect ratio and gets a green (correct) or red (wrong) border, and wrong ones
+name the true artist. Files are written atomically and registered in ``artifacts``; re-rendering
+replaces both file and row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from painting_ml import db
+from painting_ml.augmentation import write_atomic
+
+GREEN, RED = (46, 160, 67), (210, 40, 40)
+
+
+def slugify(text: str) -> str:
+    """ASCII file-name-safe form of an artist name (``Zoë Kovač`` -> ``zoe-kovac``)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or "artist"
+
+
+def thumbnail(path: str, size: int) -> Image.Image:
+    """An RGB thumbnail fitting in ``size``×``size``, aspect ratio kept (any input mode)."""
+    with Image.open(path) as im:
+        im.draft("RGB", (size, size))
+        im = im.convert("RGB")
+        im.thumbnail((size, size))
+        return im
+
+
+def render_mosaic(title: str, tiles: list[dict], thumb: int = 96, columns: int = 6) -> Image.Image:
+    """Compose ``tiles`` (``path``, ``correct``, ``caption``) into one titled grid image."""
+    font = ImageFont.load_default()
+    pad, border, caption_h, title_h = 6, 3, 12, 22
+    columns = max(1, min(columns, len(tiles) or 1))
+    rows = max(1, math.ceil(len(tiles) / columns))
+    cell_w, cell_h = thumb + 2 * border + pad, thumb + 2 * border + caption_h + pad
+    canvas = Image.new("RGB", (pad + columns * cell_w, title_h + pad + rows * cell_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 4), title, fill="black", font=font)
+    if not tiles:
+        draw.text((pad, title_h + pad), "(no test paintings)", fill="gray", font=font)
+    for k, tile in enumerate(tiles):
+        x0 = pad + (k % columns) * cell_w
+        y0 = title_h + pad + (k // columns) * cell_h
+        img = thumbnail(tile["path"], thumb)
+        color = GREEN if tile["correct"] else RED
+        draw.rectangle([x0, y0, x0 + thumb + 2 * border - 1, y0 + thumb + 2 * border - 1], fill=color)
+        canvas.paste(img, (x0 + border + (thumb - img.width) // 2, y0 + border + (thumb - img.height) // 2))
+        if tile.get("caption"):
+            draw.text((x0, y0 + thumb + 2 * border), tile["caption"][:thumb // 6], fill=color, font=font)
+    return canvas
+
+
+def record_artifact(conn, run_id: int, kind: str, path: Path) -> None:
+    data = path.read_bytes()
+    conn.execute(db.sql("runs", "upsert_artifact"), {
+        "run": run_id, "kind": kind, "path": str(path), "bytes": len(data), "sha": hashlib.sha256(data).hexdigest(),
+    })
+
+
+def render_run_mosaics(run_id: int, url: str | None = None, thumb: int = 96, columns: int = 6,
+                       max_tiles: int = 36) -> Path:
+    """Write one ``predicted_<artist>.png`` per artist of the run; return their folder."""
+    with db.connect(url) as conn:
+        run = conn.execute(db.sql("runs", "get_run"), {"id": run_id}).fetchone()
+        if run is None:
+            raise LookupError(f"run {run_id} does not exist")
+        run_dir = Path(run[5])
+        artists = list(conn.execute(db.sql("datasets", "get_version"), {"id": run[2]}).fetchone()[0])
+        preds = db.fetch_dicts(conn, db.sql("runs", "predictions_with_paths"), {"id": run_id})
+        out = run_dir / "mosaics"
+        out.mkdir(parents=True, exist_ok=True)
+        for artist in artists:
+            mine = [p for p in preds if p["predicted_artist"] == artist]
+            correct = sum(p["true_artist"] == artist for p in mine)
+            precision = f"{correct / len(mine):.0%}" if mine else "n/a"
+            tiles = [{"path": p["path"], "correct": p["true_artist"] == artist,
+                      "caption": "" if p["true_artist"] == artist else f"really {p['true_artist']}"}
+                     for p in mine[:max_tiles]]
+            title = f"Predicted as {artist}: {len(mine)} test paintings, {precision} correct"
+            path = out / f"predicted_{slugify(artist)}.png"
+            write_atomic(render_mosaic(title, tiles, thumb, columns), path, format="PNG")
+            record_artifact(conn, run_id, "mosaic", path)
+    return out

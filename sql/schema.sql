@@ -1,0 +1,123 @@
+-- painting_ml schema. Idempotent: safe to run on every start.
+
+-- One row per usable painting (image found, decoded, inside the data folder).
+CREATE TABLE IF NOT EXISTS paintings (
+    filename      text PRIMARY KEY,          -- Kaggle new_filename, e.g. 102257.jpg
+    artist        text NOT NULL,
+    title         text,
+    style         text,
+    genre         text,
+    date          text,
+    source        text,
+    artist_group  text,                      -- train_only / test_only / train_and_test
+    in_train      boolean,
+    meta_width    integer,                   -- pixelsx/pixelsy as the CSV claims them
+    meta_height   integer,
+    size_bytes    bigint,
+    data_root     text NOT NULL,             -- absolute data folder the row was ingested from
+    rel_path      text NOT NULL,             -- path relative to data_root
+    width         integer NOT NULL,          -- as decoded
+    height        integer NOT NULL,
+    mode          text NOT NULL,             -- PIL mode: RGB, L, CMYK, P, RGBA ...
+    source_csv    text NOT NULL,
+    ingested_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS paintings_artist_idx ON paintings (artist);
+
+-- Every CSV row that could not be used, with why. Replaced per source CSV on each ingest.
+CREATE TABLE IF NOT EXISTS rejects (
+    source_csv  text NOT NULL,
+    line_no     integer NOT NULL,            -- 1-based data row number in the CSV
+    filename    text,
+    reason      text NOT NULL,               -- missing_file, undecodable, unsafe_path, ...
+    detail      text,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_csv, line_no)
+);
+
+-- An immutable selection + split. Same config on the same data => same content_hash => same row.
+CREATE TABLE IF NOT EXISTS dataset_versions (
+    id            serial PRIMARY KEY,
+    content_hash  text NOT NULL UNIQUE,
+    config        jsonb NOT NULL,
+    artists       jsonb NOT NULL,            -- ordered label list; index = class id
+    artist_counts jsonb NOT NULL,            -- {artist: {"train": n, "val": n, "test": n}}
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS dataset_items (
+    version_id  integer NOT NULL REFERENCES dataset_versions (id) ON DELETE CASCADE,
+    filename    text NOT NULL REFERENCES paintings (filename),
+    artist      text NOT NULL,
+    label       integer NOT NULL,
+    split       text NOT NULL CHECK (split IN ('train', 'val', 'test')),
+    PRIMARY KEY (version_id, filename)
+);
+
+-- Offline augmentation of the train split, materialised once per dataset version.
+CREATE TABLE IF NOT EXISTS augmented_images (
+    version_id      integer NOT NULL REFERENCES dataset_versions (id) ON DELETE CASCADE,
+    source_filename text NOT NULL,
+    transform       text NOT NULL,
+    path            text NOT NULL,           -- absolute path of the written image
+    PRIMARY KEY (version_id, source_filename, transform)
+);
+
+-- One training run. run_key is stable across retries (Airflow dag run + config) so a retried
+-- training finds its row and its checkpoint folder again.
+CREATE TABLE IF NOT EXISTS runs (
+    id                 serial PRIMARY KEY,
+    run_key            text NOT NULL UNIQUE,
+    dataset_version_id integer NOT NULL REFERENCES dataset_versions (id),
+    config             jsonb NOT NULL,
+    status             text NOT NULL DEFAULT 'running',
+    run_dir            text NOT NULL,
+    model_path         text,
+    test_accuracy      double precision,
+    macro_f1           double precision,
+    started_at         timestamptz NOT NULL DEFAULT now(),
+    finished_at        timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id        integer NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    epoch         integer NOT NULL,          -- 1-based
+    loss          double precision,
+    accuracy      double precision,
+    val_loss      double precision,
+    val_accuracy  double precision,
+    learning_rate double precision,
+    seconds       double precision,
+    PRIMARY KEY (run_id, epoch)
+);
+
+CREATE TABLE IF NOT EXISTS artist_metrics (
+    run_id     integer NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    artist     text NOT NULL,
+    precision  double precision NOT NULL,
+    recall     double precision NOT NULL,
+    f1         double precision NOT NULL,
+    support    integer NOT NULL,
+    accuracy   double precision NOT NULL,   -- share of this artist's test paintings named correctly
+    PRIMARY KEY (run_id, artist)
+);
+
+CREATE TABLE IF NOT EXISTS predictions (
+    run_id          integer NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    filename        text NOT NULL,
+    true_artist     text NOT NULL,
+    predicted_artist text NOT NULL,
+    confidence      double precision NOT NULL,
+    PRIMARY KEY (run_id, filename)
+);
+
+-- Every file a run writes. Re-rendering replaces the row (same path), never duplicates it.
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id     integer NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    kind       text NOT NULL,
+    path       text NOT NULL,
+    bytes      bigint NOT NULL,
+    sha256     text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, path)
+);
