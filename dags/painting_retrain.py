@@ -86,17 +86,17 @@ def painting_retrain():
         return train_step(cfg, version_id, f"{ctx['dag'].dag_id}:{ctx['run_id']}:{cfg.fingerprint()}")
 
     @task
-    def evaluate(run_id: int) -> int:
+    def evaluate(training_run: int) -> int:
         from painting_ml.pipeline import evaluate_step
 
-        evaluate_step(run_id)
-        return run_id
+        evaluate_step(training_run)
+        return training_run
 
     @task
-    def mosaics(run_id: int) -> str:
+    def mosaics(training_run: int) -> str:
         from painting_ml.pipeline import mosaics_step
 
-        return mosaics_step(_config(), run_id)
+        return mosaics_step(_config(), training_run)
 
     mosaics(evaluate(train(augment(split(select_artists(ingest()))))))
 

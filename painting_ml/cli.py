@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate a set and run the painting_retrain DAG with real Airflow")
     p.add_argument("--artists", type=int, default=10)
-    p.add_argument("--per-artist", type=int, default=60)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--per-artist", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--image-size", type=int, default=64)
     p.set_defaults(func=_cmd_demo)
     return parser

@@ -8,6 +8,7 @@ replaces both file and row.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -37,14 +38,24 @@ def thumbnail(path: str, size: int) -> Image.Image:
         return im
 
 
+@functools.lru_cache(maxsize=4)
+def _font(size: int) -> ImageFont.ImageFont:
+    """DejaVu Sans (shipped with matplotlib) covers accented and non-Latin artist names."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return ImageFont.truetype(str(path), size) if path.is_file() else ImageFont.load_default(size=size)
+
+
 def render_mosaic(title: str, tiles: list[dict], thumb: int = 96, columns: int = 6) -> Image.Image:
     """Compose ``tiles`` (``path``, ``correct``, ``caption``) into one titled grid image."""
-    font = ImageFont.load_default()
+    font, small = _font(13), _font(10)
     pad, border, caption_h, title_h = 6, 3, 12, 22
     columns = max(1, min(columns, len(tiles) or 1))
     rows = max(1, math.ceil(len(tiles) / columns))
     cell_w, cell_h = thumb + 2 * border + pad, thumb + 2 * border + caption_h + pad
-    canvas = Image.new("RGB", (pad + columns * cell_w, title_h + pad + rows * cell_h), "white")
+    title_w = int(font.getlength(title)) + 2 * pad
+    canvas = Image.new("RGB", (max(title_w, pad + columns * cell_w), title_h + pad + rows * cell_h), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((pad, 4), title, fill="black", font=font)
     if not tiles:
@@ -57,7 +68,7 @@ def render_mosaic(title: str, tiles: list[dict], thumb: int = 96, columns: int =
         draw.rectangle([x0, y0, x0 + thumb + 2 * border - 1, y0 + thumb + 2 * border - 1], fill=color)
         canvas.paste(img, (x0 + border + (thumb - img.width) // 2, y0 + border + (thumb - img.height) // 2))
         if tile.get("caption"):
-            draw.text((x0, y0 + thumb + 2 * border), tile["caption"][:thumb // 6], fill=color, font=font)
+            draw.text((x0, y0 + thumb + 2 * border), tile["caption"][:thumb // 6], fill=color, font=small)
     return canvas
 
 

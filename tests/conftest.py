@@ -1,0 +1,83 @@
+"""Shared fixtures: a throw-away painting database on the real server, a temp PAINTING_HOME and
+generated datasets.
+
+The server is the one named by ``PAINTING_DB_URL`` (CI sets it to the machine's PostgreSQL) or,
+when that is unset, the embedded pgserver one. Each test session creates its own database and
+drops it at the end, so tests never touch user data.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+@pytest.fixture(scope="session")
+def painting_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("painting_home")
+    os.environ["PAINTING_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def server_url(painting_home) -> str:
+    """libpq URL of a database on the server the tests may create databases on."""
+    from painting_ml import db
+
+    base = os.environ.get("PAINTING_DB_URL")
+    if base:
+        return db.normalize_url(base)
+    return db.start_embedded_server(painting_home / "pgdata")
+
+
+@pytest.fixture(scope="session")
+def db_url(server_url, painting_home) -> str:
+    """A fresh database for this test session, with the schema applied; dropped at the end."""
+    from painting_ml import db, settings
+
+    name = f"pm_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(server_url)
+    info["dbname"] = name
+    url = psycopg.conninfo.make_conninfo(**info)
+    os.environ["PAINTING_DB_URL"] = url
+    settings.reload_settings()
+    db.migrate(url)
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+TABLES = ["artifacts", "predictions", "artist_metrics", "epochs", "runs", "augmented_images",
+          "dataset_items", "dataset_versions", "rejects", "paintings"]
+
+
+@pytest.fixture
+def clean_db(db_url) -> str:
+    """The test database, emptied before the test."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    return db_url
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """3 artists (+1 test-only) × 12 paintings at 48 px, with 3 broken files and 1 missing."""
+    from painting_ml.synth import generate
+
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    generate(out, artists=3, per_artist=12, size=48, seed=7, test_only_artists=1, broken=3)
+    return out

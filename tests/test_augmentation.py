@@ -1,0 +1,53 @@
+import numpy as np
+import psycopg
+import pytest
+from PIL import Image
+
+from painting_ml import catalog
+from painting_ml.augmentation import apply_transform, augment_version
+from painting_ml.config import RunConfig
+from painting_ml.datasets import create_dataset_version, load_items
+from painting_ml.selection import select_artists
+
+
+@pytest.fixture
+def marked():
+    """A 3x2 (w x h) image with a unique value per pixel, so geometry can be checked exactly."""
+    arr = np.arange(6, dtype=np.uint8).reshape(2, 3) * 40
+    return Image.fromarray(np.stack([arr] * 3, -1), "RGB"), arr
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("hflip", lambda a: a[:, ::-1]),
+    ("vflip", lambda a: a[::-1, :]),
+    ("hvflip", lambda a: a[::-1, ::-1]),
+    ("rot90", lambda a: np.rot90(a, 1)),      # counter-clockwise
+    ("rot180", lambda a: np.rot90(a, 2)),
+    ("rot270", lambda a: np.rot90(a, 3)),
+])
+def test_transform_geometry(marked, name, expect):
+    img, arr = marked
+    out = np.asarray(apply_transform(img, name))[..., 0]
+    np.testing.assert_array_equal(out, expect(arr))
+
+
+def test_unknown_transform():
+    with pytest.raises(ValueError, match="unknown transform 'twirl'"):
+        apply_transform(Image.new("RGB", (2, 2)), "twirl")
+
+
+def test_augments_train_split_only_once(clean_db, tiny_data, tmp_path):
+    catalog.ingest(tiny_data, clean_db)
+    cfg = RunConfig(data_dir=str(tiny_data), n_artists=3)
+    version = create_dataset_version(cfg, select_artists(cfg, clean_db), clean_db)
+    n = augment_version(version, ("hflip", "rot90"), clean_db, out_root=tmp_path)
+    _, items = load_items(version, clean_db)
+    train = {i.filename for i in items if i.split == "train"}
+    assert n == 2 * len(train)
+    with psycopg.connect(clean_db) as conn:
+        sources = {r[0] for r in conn.execute("SELECT source_filename FROM augmented_images")}
+    assert sources == train
+    files = sorted((tmp_path / f"v{version}").iterdir())
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    assert augment_version(version, ("hflip", "rot90"), clean_db, out_root=tmp_path) == n
+    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / f"v{version}").iterdir())] == mtimes
