@@ -8,7 +8,9 @@ nothing derived from a validation or test painting can leak into training.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 
 from PIL import Image
@@ -28,13 +30,56 @@ TRANSFORMS: dict[str, Image.Transpose] = {
 }
 
 
+def parse_angle(transform: str) -> float | None:
+    """``rot<degrees>`` -> degrees (counter-clockwise), for any angle; None otherwise."""
+    m = re.fullmatch(r"rot(\d{1,3}(?:\.\d+)?)", transform)
+    return float(m.group(1)) if m and 0 < float(m.group(1)) < 360 else None
+
+
+def is_transform(name: str) -> bool:
+    return name in TRANSFORMS or parse_angle(name) is not None
+
+
+def largest_rotated_rect(w: int, h: int, angle_deg: float) -> tuple[int, int]:
+    """Size of the largest axis-aligned rectangle inside a ``w``×``h`` rectangle rotated by the angle.
+
+    Cropping to it keeps only painted pixels — no fill corners the CNN could learn from.
+    """
+    if w <= 0 or h <= 0:
+        return 0, 0
+    a = math.radians(angle_deg)
+    sin_a, cos_a = abs(math.sin(a)), abs(math.cos(a))
+    long_side, short_side = (w, h) if w >= h else (h, w)
+    if short_side <= 2.0 * sin_a * cos_a * long_side or abs(sin_a - cos_a) < 1e-10:
+        x = 0.5 * short_side
+        wr, hr = (x / sin_a, x / cos_a) if w >= h else (x / cos_a, x / sin_a)
+    else:
+        cos_2a = cos_a * cos_a - sin_a * sin_a
+        wr, hr = (w * cos_a - h * sin_a) / cos_2a, (h * cos_a - w * sin_a) / cos_2a
+    return int(wr), int(hr)
+
+
+def rotate_crop(img: Image.Image, angle_deg: float) -> Image.Image:
+    """Rotate counter-clockwise by any angle about the centre, then crop to painted pixels only."""
+    rotated = img.rotate(angle_deg, resample=Image.Resampling.BICUBIC, expand=True)
+    cw, ch = largest_rotated_rect(img.width, img.height, angle_deg)
+    left, top = (rotated.width - cw) // 2, (rotated.height - ch) // 2
+    return rotated.crop((left, top, left + cw, top + ch))
+
+
 def apply_transform(img: Image.Image, transform: str) -> Image.Image:
-    """Return ``img`` (converted to RGB) transformed by ``transform``."""
-    try:
-        op = TRANSFORMS[transform]
-    except KeyError:
-        raise ValueError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)}") from None
-    return img.convert("RGB").transpose(op)
+    """Return ``img`` (converted to RGB) transformed by ``transform``.
+
+    Flips and right-angle rotations are exact pixel permutations; ``rot<deg>`` for other angles
+    (e.g. ``rot45``) rotates with bicubic resampling and crops to the largest inscribed rectangle.
+    """
+    img = img.convert("RGB")
+    if transform in TRANSFORMS:
+        return img.transpose(TRANSFORMS[transform])
+    angle = parse_angle(transform)
+    if angle is None:
+        raise ValueError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)} or rot<degrees>")
+    return rotate_crop(img, angle)
 
 
 def write_atomic(img: Image.Image, path: Path, **save_kwargs) -> None:

@@ -29,6 +29,7 @@ IMAGE_DIRS = ["train"] + [f"train_{i}" for i in range(1, 10)] + ["test"]
 PAINTING_COLUMNS = [
     "filename", "artist", "title", "style", "genre", "date", "source", "artist_group", "in_train",
     "meta_width", "meta_height", "size_bytes", "data_root", "rel_path", "width", "height", "mode", "source_csv",
+    "reduced_path",
 ]
 REJECT_COLUMNS = ["source_csv", "line_no", "filename", "reason", "detail"]
 
@@ -42,6 +43,7 @@ class ImageProbe:
     mode: str = ""
     reason: str = ""
     detail: str = ""
+    reduced_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,15 @@ def index_images(data_dir: Path) -> dict[str, str]:
     return index
 
 
-def probe_image(path: Path, draft_size: int = 256) -> ImageProbe:
-    """Open and fully decode ``path`` (reduced with JPEG draft mode) to prove it is usable."""
+def probe_image(path: Path, draft_size: int = 256, reduced_dir: Path | None = None,
+                reduce_to: int = 1024) -> ImageProbe:
+    """Open and fully decode ``path`` (reduced with JPEG draft mode) to prove it is usable.
+
+    Images past PIL's decompression-bomb limit are not decoded at full size: a JPEG is opened
+    with draft mode (DCT scaling, up to 1/8 per side) and, if that brings it under the limit, a
+    reduced copy (long side ``reduce_to``) is written to ``reduced_dir`` for training to read;
+    anything else is rejected. The limit itself is never changed.
+    """
     try:
         if path.is_dir():
             return ImageProbe(reason="not_a_file", detail="path is a directory")
@@ -86,13 +95,42 @@ def probe_image(path: Path, draft_size: int = 256) -> ImageProbe:
                 im.load()
         return ImageProbe(width=width, height=height, mode=mode)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return ImageProbe(reason="decompression_bomb", detail=str(exc)[:200])
+        return _probe_bomb(path, str(exc), reduced_dir, reduce_to)
     except UnidentifiedImageError:
         return ImageProbe(reason="undecodable", detail="not an image PIL can identify")
     except PermissionError as exc:
         return ImageProbe(reason="unreadable", detail=f"permission denied: {exc.filename}")
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, broken headers
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # truncated, broken headers
         return ImageProbe(reason="undecodable", detail=str(exc)[:200])
+
+
+def _probe_bomb(path: Path, message: str, reduced_dir: Path | None, reduce_to: int) -> ImageProbe:
+    """Handle an image past the decompression-bomb limit: reduce a JPEG via draft mode, or reject."""
+    from PIL import JpegImagePlugin
+
+    with open(path, "rb") as f:
+        is_jpeg = f.read(3) == b"\xff\xd8\xff"
+    if not is_jpeg or reduced_dir is None:
+        return ImageProbe(reason="decompression_bomb", detail=message[:200] + "; only JPEGs can be loaded reduced")
+    # The plugin class is used directly because Image.open refuses the file before draft() can act.
+    with JpegImagePlugin.JpegImageFile(str(path)) as im:
+        width, height, mode = im.width, im.height, im.mode
+        # The gentlest DCT scale (1/2, 1/4, 1/8) that brings the decoded size under the limit.
+        scale = next((k for k in (2, 4, 8) if (width / k) * (height / k) <= Image.MAX_IMAGE_PIXELS), 8)
+        im.draft("RGB", (max(1, width // scale), max(1, height // scale)))
+        if im.width * im.height > Image.MAX_IMAGE_PIXELS:
+            return ImageProbe(reason="decompression_bomb",
+                              detail=f"{width}x{height} is still {im.width}x{im.height} at 1/8 scale")
+        im.load()
+        small = im.convert("RGB")
+    small.thumbnail((reduce_to, reduce_to))
+    reduced_dir.mkdir(parents=True, exist_ok=True)
+    dest = reduced_dir / path.name
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    small.save(tmp, format="JPEG", quality=92)
+    tmp.replace(dest)
+    return ImageProbe(width=width, height=height, mode=mode, reduced_path=str(dest),
+                      detail=f"reduced from {width}x{height} with JPEG draft mode")
 
 
 def _safe_name(filename: str) -> str | None:
@@ -149,7 +187,7 @@ def _int_or_none(value: str) -> int | None:
         return None
 
 
-def plan_ingest(data_dir: Path, workers: int = 4) -> tuple[list[tuple], list[tuple], str]:
+def plan_ingest(data_dir: Path, workers: int = 4, reduced_dir: Path | None = None) -> tuple[list[tuple], list[tuple], str]:
     """Decide, without touching the database, which rows load and which are rejected."""
     frame, source_csv = read_metadata(data_dir)
     index = index_images(data_dir)
@@ -179,7 +217,7 @@ def plan_ingest(data_dir: Path, workers: int = 4) -> tuple[list[tuple], list[tup
         candidates.append((line_no, row, rel))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
-        probes = list(pool.map(lambda c: probe_image(data_dir / c[2]), candidates))
+        probes = list(pool.map(lambda c: probe_image(data_dir / c[2], reduced_dir=reduced_dir), candidates))
 
     for (line_no, row, rel), probe in zip(candidates, probes):
         filename = row["new_filename"].strip()
@@ -192,7 +230,7 @@ def plan_ingest(data_dir: Path, workers: int = 4) -> tuple[list[tuple], list[tup
             row["genre"] or None, row["date"] or None, row["source"] or None,
             row["artist_group"] or None, in_train, _int_or_none(row["pixelsx"]),
             _int_or_none(row["pixelsy"]), _int_or_none(row["size_bytes"]), str(data_dir), rel,
-            probe.width, probe.height, probe.mode, source_csv,
+            probe.width, probe.height, probe.mode, source_csv, probe.reduced_path,
         ))
     return good, rejects, source_csv
 
@@ -203,8 +241,10 @@ def ingest(data_dir: str | Path, url: str | None = None) -> IngestSummary:
     Returns:
         Counts of this ingest and of the tables afterwards.
     """
+    from painting_ml.settings import get_settings
+
     data_dir = Path(data_dir).resolve()
-    good, rejects, source_csv = plan_ingest(data_dir)
+    good, rejects, source_csv = plan_ingest(data_dir, reduced_dir=get_settings().home / "reduced")
     db.migrate(url)
     with db.connect(url) as conn:
         conn.execute(db.sql("ingest", "create_staging"))

@@ -43,12 +43,15 @@ def _config_from_args(args: argparse.Namespace):
     from painting_ml.config import RunConfig
 
     params = {"data_dir": args.data_dir}
-    for key in ("n_artists", "epochs", "image_size", "batch_size", "optimizer", "learning_rate", "seed"):
+    for key in ("n_artists", "epochs", "image_size", "batch_size", "optimizer", "learning_rate", "seed",
+                "strategy", "artists", "cap", "augment", "resize_mode", "cache"):
         value = getattr(args, key)
         if value is not None:
             params[key] = value
     if args.no_wandb:
         params["wandb"] = False
+    if args.no_online_augment:
+        params["online_augment"] = False
     return RunConfig.from_params(params)
 
 
@@ -137,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer")
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--seed", type=int)
+    p.add_argument("--strategy", choices=["top", "balanced", "capped", "list"])
+    p.add_argument("--artists", help="comma-separated artist names (implies --strategy list)")
+    p.add_argument("--cap", type=int, help="per-artist maximum for --strategy capped")
+    p.add_argument("--augment", help="offline transforms, comma-separated (hflip,vflip,hvflip,rot90,rot45,...)")
+    p.add_argument("--resize-mode", choices=["crop", "pad"])
+    p.add_argument("--cache", choices=["memory", "disk", "none"])
+    p.add_argument("--no-online-augment", action="store_true", help="no random affine augmentation in training")
     p.add_argument("--no-wandb", action="store_true", help="do not log to wandb")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_run)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from painting_ml.exceptions import ConfigError
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-STRATEGIES = ("top",)
+STRATEGIES = ("top", "balanced", "capped", "list")
 BACKBONES = ("resnet50",)
 OFFLINE_TRANSFORMS = ("hflip", "vflip", "hvflip", "rot90", "rot180", "rot270")
 
@@ -39,10 +40,19 @@ class RunConfig:
         data_dir: folder in the Kaggle layout (``all_data_info.csv`` and/or ``train_info.csv``,
             ``train*/`` and ``test/`` image folders).
         n_artists: how many artists to train on.
-        strategy: artist selection strategy (``top``: most usable paintings, equalised to the smallest).
+        strategy: artist selection: ``top``, ``balanced``, ``capped`` or ``list`` (see selection.py).
+        artists: the explicit artist list (``strategy="list"``; setting it implies ``list``).
+        cap: per-artist maximum for ``capped``.
         min_per_artist: artists with fewer usable paintings are never selected.
+        class_weights: weight the loss by inverse class frequency (matters for ``capped``).
+        unseen_limit: paintings of non-selected artists kept as the "unseen artists" set.
         val_fraction, test_fraction: stratified split fractions (the rest is train).
         augment: offline transforms materialised for the train split.
+        online_augment: random affine augmentation inside the model while training (one fused
+            Keras layer): rotation ``aug_rotation`` degrees, shift ``aug_shift``, shear factor
+            ``aug_shear``, zoom ``aug_zoom``, horizontal flip ``aug_hflip`` — the seed's ranges.
+        resize_mode: ``crop`` (centre crop) or ``pad`` to a square, aspect ratio kept.
+        cache: decoded images cached in ``memory``, on ``disk`` or ``none``.
         backbone: the CNN (ResNet50).
         weights: ``None`` (random init) or a local weights-file path (no network here).
         image_size: square training size in pixels.
@@ -57,10 +67,22 @@ class RunConfig:
     data_dir: str
     n_artists: int = 10
     strategy: str = "top"
+    artists: tuple[str, ...] = ()
+    cap: int = 500
     min_per_artist: int = 4
+    class_weights: bool = True
+    unseen_limit: int = 200
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     augment: tuple[str, ...] = ("hflip",)
+    online_augment: bool = True
+    aug_rotation: float = 20.0
+    aug_shift: float = 0.2
+    aug_shear: float = 0.2
+    aug_zoom: float = 0.2
+    aug_hflip: bool = True
+    resize_mode: str = "crop"
+    cache: str = "memory"
     backbone: str = "resnet50"
     weights: str | None = None
     image_size: int = 64
@@ -81,12 +103,25 @@ class RunConfig:
             raise ConfigError("data_dir is empty; pass the folder that holds all_data_info.csv")
         if isinstance(self.augment, list):
             object.__setattr__(self, "augment", tuple(self.augment))
-        for name in ("n_artists", "min_per_artist", "image_size", "batch_size", "epochs", "seed"):
+        if isinstance(self.artists, (list, str)):
+            names = self.artists.split(",") if isinstance(self.artists, str) else self.artists
+            object.__setattr__(self, "artists", tuple(a.strip() for a in names if a.strip()))
+        if self.artists:
+            if self.strategy not in ("top", "list"):
+                raise ConfigError(f"artists=[...] selects artists by name; it cannot be combined with strategy={self.strategy!r}")
+            object.__setattr__(self, "strategy", "list")
+            object.__setattr__(self, "n_artists", len(self.artists))
+        elif self.strategy == "list":
+            raise ConfigError("strategy='list' needs artists=[...]: the names of the artists to train on")
+        for name in ("n_artists", "min_per_artist", "image_size", "batch_size", "epochs", "seed", "cap",
+                     "unseen_limit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name}={value!r} must be an integer")
         _check_range("n_artists", self.n_artists, 2, 1000)
         _check_range("min_per_artist", self.min_per_artist, 3, 100_000)
+        _check_range("cap", self.cap, 3, 10_000_000)
+        _check_range("unseen_limit", self.unseen_limit, 0, 10_000_000)
         _check_range("image_size", self.image_size, 32, 1024)
         _check_range("batch_size", self.batch_size, 1, 4096)
         _check_range("epochs", self.epochs, 1, 1000)
@@ -103,11 +138,18 @@ class RunConfig:
         _check_range("l2", self.l2, 0.0, 1.0)
         _check_range("bn_momentum", self.bn_momentum, 0.0, 0.999)
         _check_range("mosaic_thumb", self.mosaic_thumb, 16, 512)
+        _check_range("aug_rotation", self.aug_rotation, 0.0, 180.0)
+        _check_range("aug_shift", self.aug_shift, 0.0, 0.9)
+        _check_range("aug_shear", self.aug_shear, 0.0, 1.0)
+        _check_range("aug_zoom", self.aug_zoom, 0.0, 0.9)
+        _check_choice("resize_mode", self.resize_mode, ("crop", "pad"))
+        _check_choice("cache", self.cache, ("memory", "disk", "none"))
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("backbone", self.backbone, BACKBONES)
         for t in self.augment:
-            _check_choice("augment transform", t, OFFLINE_TRANSFORMS)
+            if not re.fullmatch(r"rot\d{1,3}", t) or not 0 < int(t[3:]) < 360:
+                _check_choice("augment transform", t, OFFLINE_TRANSFORMS + ("rot<1-359>",))
         if self.weights in ("", "none", "None"):
             object.__setattr__(self, "weights", None)
 
@@ -138,12 +180,14 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d.pop("extra")
         d["augment"] = list(self.augment)
+        d["artists"] = list(self.artists)
         return d
 
     def selection_key(self) -> dict[str, Any]:
         """The fields a dataset version depends on (selection + split)."""
-        keys = ("n_artists", "strategy", "min_per_artist", "val_fraction", "test_fraction", "seed")
-        return {k: getattr(self, k) for k in keys}
+        keys = ("n_artists", "strategy", "artists", "cap", "min_per_artist", "val_fraction", "test_fraction",
+                "seed", "unseen_limit")
+        return {k: list(v) if isinstance(v, tuple) else v for k in keys for v in [getattr(self, k)]}
 
     def fingerprint(self) -> str:
         """Stable short hash of the whole config."""

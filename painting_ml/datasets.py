@@ -19,6 +19,7 @@ from painting_ml.config import RunConfig
 from painting_ml.selection import Selection
 
 SPLITS = ("train", "val", "test")
+UNSEEN = "unseen"
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,25 @@ class DatasetItem:
     path: str
 
 
-def equalise(files_by_artist: dict[str, list[str]], per_artist: int, seed: int) -> dict[str, list[str]]:
-    """Undersample every artist to ``per_artist`` files, reproducibly (sorted, then seeded)."""
+def equalise(files_by_artist: dict[str, list[str]], take: dict[str, int] | int, seed: int) -> dict[str, list[str]]:
+    """Undersample each artist to ``take[artist]`` (or ``take``) files, reproducibly (sorted, then seeded)."""
     rng = np.random.default_rng(seed)
     out = {}
     for artist in sorted(files_by_artist):
         files = sorted(files_by_artist[artist])
-        idx = rng.choice(len(files), size=min(per_artist, len(files)), replace=False)
+        n = take if isinstance(take, int) else take[artist]
+        idx = rng.choice(len(files), size=min(n, len(files)), replace=False)
         out[artist] = sorted(files[i] for i in idx)
     return out
+
+
+def sample_unseen(files: list[str], limit: int, seed: int) -> list[str]:
+    """Up to ``limit`` paintings of non-selected artists, reproducibly."""
+    files = sorted(files)
+    if len(files) <= limit:
+        return files
+    rng = np.random.default_rng(seed + 7919)
+    return sorted(files[i] for i in rng.choice(len(files), size=limit, replace=False))
 
 
 def stratified_split(
@@ -73,18 +84,24 @@ def create_dataset_version(cfg: RunConfig, selection: Selection, url: str | None
         by_artist: dict[str, list[str]] = {}
         for filename, artist in rows:
             by_artist.setdefault(artist, []).append(filename)
-        chosen = equalise(by_artist, selection.per_artist, cfg.seed)
+        chosen = equalise(by_artist, selection.take, cfg.seed)
         label_of = {a: i for i, a in enumerate(selection.artists)}
         files = [f for a in selection.artists for f in chosen[a]]
         labels = [label_of[a] for a in selection.artists for _ in chosen[a]]
         split_of = stratified_split(files, labels, cfg.val_fraction, cfg.test_fraction, cfg.seed)
         artist_of = {f: a for a in selection.artists for f in chosen[a]}
         assignment = [(f, artist_of[f], split_of[f]) for f in files]
-        key = {**cfg.selection_key(), "artists": selection.artists, "per_artist": selection.per_artist}
+        others = conn.execute(db.sql("datasets", "files_of_other_artists"), {"artists": selection.artists}).fetchall()
+        other_artist = dict(others)
+        unseen = sample_unseen(list(other_artist), cfg.unseen_limit, cfg.seed)
+        assignment += [(f, other_artist[f], UNSEEN) for f in unseen]
+        key = {**cfg.selection_key(), "selected": selection.artists, "take": selection.take}
         digest = content_hash(key, assignment)
-        counts = {a: {s: 0 for s in SPLITS} for a in selection.artists}
+        counts: dict[str, dict[str, int]] = {a: {s: 0 for s in SPLITS} for a in selection.artists}
+        counts[UNSEEN] = {"artists": len(set(other_artist[f] for f in unseen)), "paintings": len(unseen)}
         for _, a, s in assignment:
-            counts[a][s] += 1
+            if s != UNSEEN:
+                counts[a][s] += 1
         conn.execute("SELECT pg_advisory_xact_lock(7062)")  # one creator per hash at a time
         found = conn.execute(db.sql("datasets", "find_version"), {"hash": digest}).fetchone()
         if found:
@@ -96,7 +113,7 @@ def create_dataset_version(cfg: RunConfig, selection: Selection, url: str | None
         with conn.cursor() as cur:
             with cur.copy(db.sql("datasets", "copy_items")) as copy:
                 for f, a, s in assignment:
-                    copy.write_row((version_id, f, a, label_of[a], s))
+                    copy.write_row((version_id, f, a, label_of.get(a, -1), s))
         return int(version_id)
 
 

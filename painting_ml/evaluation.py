@@ -50,7 +50,8 @@ def evaluate(run_id: int, url: str | None = None) -> dict:
     test = [i for i in items if i.split == "test"]
     model = keras.models.load_model(model_path)
     ds = make_dataset([i.path for i in test], [i.label for i in test], image_size=int(config["image_size"]),
-                      batch_size=int(config["batch_size"]), shuffle=False, seed=0, cache=False)
+                      batch_size=int(config["batch_size"]), shuffle=False, seed=0, cache="none",
+                      resize_mode=config.get("resize_mode", "crop"))
     probs = model.predict(ds, verbose=0)
     y_true = np.array([i.label for i in test])
     y_pred = probs.argmax(axis=1)

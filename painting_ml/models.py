@@ -21,7 +21,7 @@ class CaffePreprocess(keras.layers.Layer):
     model takes raw 0..255 RGB pixels and ImageNet weights see what they were trained on."""
 
     def call(self, x):
-        x = keras.ops.flip(x, axis=-1)
+        x = keras.ops.flip(keras.ops.cast(x, self.compute_dtype), axis=-1)
         return x - keras.ops.convert_to_tensor(_IMAGENET_BGR_MEAN, dtype=x.dtype)
 
 
@@ -37,7 +37,13 @@ def create_model(cfg: RunConfig, n_classes: int) -> keras.Model:
                           "file (include_top=False) or leave weights empty")
     shape = (cfg.image_size, cfg.image_size, 3)
     inputs = keras.Input(shape, name="image")
-    x = CaffePreprocess(name="caffe_preprocess")(inputs)
+    x = inputs
+    if cfg.online_augment:
+        from painting_ml.online_augment import RandomAffine
+
+        x = RandomAffine(cfg.aug_rotation, cfg.aug_shift, cfg.aug_shear, cfg.aug_zoom, cfg.aug_hflip,
+                         seed=cfg.seed, name="online_augment")(x)
+    x = CaffePreprocess(name="caffe_preprocess")(x)
     backbone = keras.applications.ResNet50(include_top=False, weights=weights, input_shape=shape, pooling="avg")
     # Keras' default momentum (0.99) leaves the moving statistics unsettled after the ~100 steps
     # of a small run, so inference-mode accuracy stays at chance; 0.9 settles them.

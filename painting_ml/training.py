@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 from psycopg.types.json import Jsonb
 
 from painting_ml import db
@@ -94,10 +95,16 @@ def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None)
     train_labels = [i.label for i in train_items] + [y for _, y in aug]
 
     keras.utils.set_random_seed(cfg.seed)
-    train_ds = make_dataset(train_paths, train_labels, image_size=cfg.image_size,
-                            batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
-    val_ds = make_dataset([i.path for i in val_items], [i.label for i in val_items],
-                          image_size=cfg.image_size, batch_size=cfg.batch_size, shuffle=False, seed=cfg.seed)
+    common = dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed, cache=cfg.cache,
+                  resize_mode=cfg.resize_mode)
+    train_ds = make_dataset(train_paths, train_labels, shuffle=True, cache_dir=run_dir / "cache" / "train", **common)
+    val_ds = make_dataset([i.path for i in val_items], [i.label for i in val_items], shuffle=False,
+                          cache_dir=run_dir / "cache" / "val", **common)
+    class_weight = None
+    if cfg.class_weights:
+        counts = np.bincount(train_labels, minlength=len(artists))
+        if counts.min() != counts.max():  # balanced sets need none
+            class_weight = {i: float(len(train_labels) / (len(artists) * max(c, 1))) for i, c in enumerate(counts)}
 
     model = create_model(cfg, len(artists))
     model.compile(optimizer=create_optimizer(cfg.optimizer, cfg.learning_rate),
@@ -113,7 +120,8 @@ def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None)
     log.info("run %d: %d train (%d augmented), %d val images, %d artists", run_id,
              len(train_paths), len(aug), len(val_items), len(artists))
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2,
+                  class_weight=class_weight)
     finally:
         if wandb_run is not None:
             wandb_run.finish()

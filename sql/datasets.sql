@@ -6,6 +6,9 @@ SELECT artist, count(*) FROM paintings GROUP BY artist;
 -- name: files_of_artists
 SELECT filename, artist FROM paintings WHERE artist = ANY(%(artists)s) ORDER BY filename;
 
+-- name: files_of_other_artists
+SELECT filename, artist FROM paintings WHERE artist <> ALL(%(artists)s) ORDER BY filename;
+
 -- name: find_version
 SELECT id FROM dataset_versions WHERE content_hash = %(hash)s;
 
@@ -21,7 +24,7 @@ COPY dataset_items (version_id, filename, artist, label, split) FROM STDIN;
 SELECT artists, config, artist_counts FROM dataset_versions WHERE id = %(id)s;
 
 -- name: items
-SELECT i.filename, i.artist, i.label, i.split, p.data_root || '/' || p.rel_path
+SELECT i.filename, i.artist, i.label, i.split, COALESCE(p.reduced_path, p.data_root || '/' || p.rel_path)
 FROM dataset_items i JOIN paintings p USING (filename)
 WHERE i.version_id = %(id)s
 ORDER BY i.split, i.label, i.filename;

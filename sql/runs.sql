@@ -47,7 +47,7 @@ WHERE run_id = %(id)s ORDER BY artist;
 
 -- name: predictions_with_paths
 SELECT pr.filename, pr.true_artist, pr.predicted_artist, pr.confidence,
-       p.data_root || '/' || p.rel_path AS path
+       COALESCE(p.reduced_path, p.data_root || '/' || p.rel_path) AS path
 FROM predictions pr JOIN paintings p USING (filename)
 WHERE pr.run_id = %(id)s ORDER BY pr.predicted_artist, pr.confidence DESC, pr.filename;
 

@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS paintings (
     source_csv    text NOT NULL,
     ingested_at   timestamptz NOT NULL DEFAULT now()
 );
+-- Added after the first release; ALTER keeps existing databases in step.
+ALTER TABLE paintings ADD COLUMN IF NOT EXISTS reduced_path text;  -- draft-mode copy of a huge JPEG
 CREATE INDEX IF NOT EXISTS paintings_artist_idx ON paintings (artist);
 
 -- Every CSV row that could not be used, with why. Replaced per source CSV on each ingest.
@@ -50,7 +52,8 @@ CREATE TABLE IF NOT EXISTS dataset_items (
     filename    text NOT NULL REFERENCES paintings (filename),
     artist      text NOT NULL,
     label       integer NOT NULL,
-    split       text NOT NULL CHECK (split IN ('train', 'val', 'test')),
+    split       text NOT NULL CHECK (split IN ('train', 'val', 'test', 'unseen')),
+                                         -- unseen: artists outside the selection (open-set eval), label -1
     PRIMARY KEY (version_id, filename)
 );
 

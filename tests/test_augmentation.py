@@ -51,3 +51,30 @@ def test_augments_train_split_only_once(clean_db, tiny_data, tmp_path):
     mtimes = [f.stat().st_mtime_ns for f in files]
     assert augment_version(version, ("hflip", "rot90"), clean_db, out_root=tmp_path) == n
     assert [f.stat().st_mtime_ns for f in sorted((tmp_path / f"v{version}").iterdir())] == mtimes
+
+
+def test_rot45_is_a_real_45_degree_rotation_without_fill():
+    img = Image.new("RGB", (101, 101), (0, 0, 0))
+    img.putpixel((80, 50), (255, 255, 255))       # 30 px right of the centre
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            img.putpixel((80 + dx, 50 + dy), (255, 255, 255))
+    out = apply_transform(img, "rot45")
+    arr = np.asarray(out)[..., 0].astype(float)
+    assert out.size == (71, 71)                    # largest inscribed square: 101 / sqrt(2)
+    yy, xx = np.indices(arr.shape)
+    cy, cx = (arr * yy).sum() / arr.sum(), (arr * xx).sum() / arr.sum()
+    centre = (out.width - 1) / 2
+    # counter-clockwise by 45 deg: (30, 0) -> (21.2, -21.2) in x-right/y-down image coordinates
+    assert abs(cx - centre - 21.21) < 1.0 and abs(cy - centre + 21.21) < 1.0
+
+
+def test_rot45_of_a_flat_image_has_no_fill_corners():
+    out = np.asarray(apply_transform(Image.new("RGB", (120, 80), (200, 100, 50)), "rot45"))
+    assert out.min(axis=(0, 1)).tolist() == [200, 100, 50]
+
+
+def test_rot180_differs_from_rot90_and_all_names_are_distinct(marked):
+    img, _ = marked
+    outs = {t: np.asarray(apply_transform(img, t)).tobytes() for t in ("rot90", "rot180", "rot270", "hflip", "vflip")}
+    assert len(set(outs.values())) == 5

@@ -105,3 +105,41 @@ def test_probe_image_reasons(tmp_path):
     assert catalog.probe_image(tmp_path / "dir.jpg").reason == "not_a_file"
     ok = catalog.probe_image(tmp_path / "cmyk.jpg")
     assert (ok.reason, ok.mode, ok.width) == ("", "CMYK", 8)
+
+
+def test_decompression_bombs_are_reduced_or_rejected(clean_db, tmp_path, monkeypatch):
+    data = tmp_path / "bombs"
+    (data / "train").mkdir(parents=True)
+    Image.new("RGB", (400, 300), "green").save(data / "train" / "1.jpg", quality=90)
+    Image.new("RGB", (400, 300), "green").save(data / "train" / "2.jpg", format="PNG")  # PNG behind .jpg
+    Image.new("RGB", (20, 20), "green").save(data / "train" / "3.jpg")
+    (data / "all_data_info.csv").write_text(
+        "artist,new_filename\nA,1.jpg\nA,2.jpg\nA,3.jpg\n", encoding="utf-8")
+    # 400x300 = 120,000 px is more than twice this limit: PIL refuses it outright.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    summary = catalog.ingest(data, clean_db)
+    assert Image.MAX_IMAGE_PIXELS == 50_000  # never disabled
+    assert (summary.loaded, summary.rejected) == (2, 1)
+    with psycopg.connect(clean_db) as conn:
+        width, height, reduced = conn.execute(
+            "SELECT width, height, reduced_path FROM paintings WHERE filename = '1.jpg'").fetchone()
+        reason = conn.execute("SELECT reason, detail FROM rejects WHERE filename = '2.jpg'").fetchone()
+    assert (width, height) == (400, 300)
+    with Image.open(reduced) as small:
+        assert small.width * small.height <= 50_000
+    assert reason[0] == "decompression_bomb" and "only JPEGs" in reason[1]
+
+
+def test_csv_quirks_newlines_bom_empty_fields(clean_db, tmp_path):
+    data = tmp_path / "quirks"
+    (data / "test").mkdir(parents=True)
+    Image.new("P", (10, 10)).save(data / "test" / "5.jpg", format="PNG")
+    Image.new("RGBA", (10, 10)).save(data / "test" / "6.jpg", format="PNG")
+    text = ("artist,date,genre,style,title,new_filename\n"
+            'Ōta Zoë,c.1890,,,"Line one,\nline ""two""",5.jpg\n'
+            "Ōta Zoë,,,,,6.jpg\n")
+    (data / "all_data_info.csv").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert catalog.ingest(data, clean_db).loaded == 2
+    with psycopg.connect(clean_db) as conn:
+        rows = conn.execute("SELECT artist, title, date, style, mode FROM paintings ORDER BY filename").fetchall()
+    assert rows == [("Ōta Zoë", 'Line one,\nline "two"', "c.1890", None, "P"), ("Ōta Zoë", None, None, None, "RGBA")]

@@ -27,7 +27,8 @@ def test_dagbag_has_no_import_errors(tmp_path):
         "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()},\n"
         "  'dags': sorted(bag.dags), 'tasks': [t.task_id for t in d.topological_sort()],\n"
         "  'queues': {t.task_id: t.queue for t in d.tasks},\n"
-        "  'params': sorted(d.params.keys())}))\n",
+        "  'params': sorted(d.params.keys()),\n"
+        "  'bad': [], 'titles': all(d.params.get_param(k).schema.get('title') for k in d.params)}))\n",
         tmp_path,
     )
     assert result["errors"] == {}
@@ -35,7 +36,27 @@ def test_dagbag_has_no_import_errors(tmp_path):
     assert result["tasks"] == ["ingest", "select_artists", "split", "augment", "train", "evaluate", "mosaics"]
     assert result["queues"]["train"] == "gpu"
     assert {q for t, q in result["queues"].items() if t != "train"} == {"default"}
-    assert {"data_dir", "n_artists", "epochs", "image_size", "batch_size", "optimizer"} <= set(result["params"])
+    assert {"data_dir", "n_artists", "epochs", "image_size", "batch_size", "optimizer", "strategy", "artists",
+            "augment", "online_augment"} <= set(result["params"])
+    assert result["titles"] is True
+
+
+def test_invalid_params_are_refused_at_trigger(tmp_path):
+    result = _airflow_python(
+        "import json, copy\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"d = DagBag(dag_folder={str(REPO / 'dags')!r}).dags['painting_retrain']\n"
+        "out = {}\n"
+        "for k, v in [('optimizer', 'lion'), ('epochs', 0), ('augment', ['twirl']), ('n_artists', 'ten')]:\n"
+        "    p = copy.deepcopy(d.params)\n"
+        "    try:\n"
+        "        p.update({k: v}); p.validate(); out[k] = 'accepted'\n"
+        "    except Exception as e:\n"
+        "        out[k] = type(e).__name__\n"
+        "print(json.dumps(out))\n",
+        tmp_path,
+    )
+    assert set(result.values()) == {"ParamValidationError"}, result
 
 
 def test_importing_dag_file_does_not_import_tensorflow(tmp_path):

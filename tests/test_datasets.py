@@ -44,3 +44,24 @@ def test_dataset_version_is_stored_once(clean_db, tiny_data):
     assert v3 != v1
     with psycopg.connect(clean_db) as conn:
         assert conn.execute("SELECT count(*) FROM dataset_versions").fetchone()[0] == 2
+
+
+def test_unseen_artists_and_no_leakage(clean_db, tiny_data, tmp_path):
+    from painting_ml.augmentation import augment_version
+
+    catalog.ingest(tiny_data, clean_db)
+    cfg = RunConfig(data_dir=str(tiny_data), n_artists=2, seed=1)
+    sel = select_artists(cfg, clean_db)
+    version = create_dataset_version(cfg, sel, clean_db)
+    _, items = load_items(version, clean_db)
+    unseen = [i for i in items if i.split == "unseen"]
+    assert unseen and {i.label for i in unseen} == {-1}
+    assert not {i.artist for i in unseen} & set(sel.artists)
+    assert len({i.artist for i in unseen}) == 2  # the third artist and the test-only one
+    augment_version(version, ("hflip",), clean_db, out_root=tmp_path)
+    with psycopg.connect(clean_db) as conn:
+        leaked = conn.execute(
+            "SELECT count(*) FROM augmented_images a JOIN dataset_items i "
+            "ON i.version_id = a.version_id AND i.filename = a.source_filename WHERE i.split <> 'train'"
+        ).fetchone()[0]
+    assert leaked == 0

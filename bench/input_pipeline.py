@@ -1,0 +1,163 @@
+"""Input-pipeline benchmark: the seed's ImageDataGenerator path vs this project's path.
+
+Both deliver 224 px batches of 32, with the same augmentation family (rotation 20°, shift 0.2,
+shear 0.2, zoom 0.2, horizontal flip), ready for the model, from the same generated JPEGs
+(512×384). The project's path is painting_ml.data.make_dataset (parallel decode, one resize, uint8
+disk cache, prefetch) followed by the fused RandomAffine layer the model runs in training — its
+cost is counted here. The naive port (same tf.data path, Keras' five stacked augmentation layers)
+is printed for reference. Peak RSS of the project's path is measured in fresh processes on 1× and
+4× the images.
+
+    .venv/bin/python bench/input_pipeline.py [--images 400] [--epochs 3]
+
+Prints images/s per path and the ratio last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SIZE, BATCH = 224, 32
+
+
+def make_images(folder: Path, n: int, seed: int = 0) -> list[str]:
+    """``n`` painting-like 512×384 JPEGs (reused if already there)."""
+    import numpy as np
+
+    from painting_ml.synth import GENRES, make_styles, paint
+
+    folder.mkdir(parents=True, exist_ok=True)
+    styles = make_styles(8, np.random.default_rng(seed))
+    paths = []
+    for i in range(n):
+        p = folder / f"{i}.jpg"
+        if not p.exists():
+            rng = np.random.default_rng([seed, i])
+            paint(styles[i % 8], GENRES[i % 4], 512, 384, rng).save(p, quality=90)
+        paths.append(str(p))
+    return paths
+
+
+def run_idg(paths: list[str], epochs: int) -> list[float]:
+    """The seed's path: legacy ImageDataGenerator.flow_from_dataframe with its settings."""
+    import pandas as pd
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    df = pd.DataFrame({"filename": paths, "class": [str(i % 8) for i in range(len(paths))]})
+    gen = ImageDataGenerator(rotation_range=20, width_shift_range=0.2, height_shift_range=0.2,
+                             shear_range=0.2, zoom_range=0.2, horizontal_flip=True, rescale=1.0)
+    flow = gen.flow_from_dataframe(df, x_col="filename", y_col="class", target_size=(SIZE, SIZE),
+                                   batch_size=BATCH, class_mode="categorical", shuffle=True, seed=1)
+    rates = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        n = 0
+        for _ in range(len(flow)):
+            x, _ = next(flow)
+            n += len(x)
+        rates.append(n / (time.perf_counter() - t))
+    return rates
+
+
+def run_project(paths: list[str], epochs: int, cache_dir: str, stacked: bool = False,
+                cache: str = "memory") -> list[float]:
+    """This project's path; with ``stacked`` the augmentation is Keras' five layers instead."""
+    import keras
+    import tensorflow as tf
+
+    from painting_ml.data import make_dataset
+    from painting_ml.online_augment import RandomAffine, stacked_keras_layers
+
+    ds = make_dataset(paths, [i % 8 for i in range(len(paths))], image_size=SIZE, batch_size=BATCH,
+                      shuffle=True, seed=1, cache=cache, cache_dir=cache_dir, shuffle_buffer=256)
+    layers = stacked_keras_layers(seed=1) if stacked else [RandomAffine(fill_mode="nearest", seed=1)]
+    augment = keras.Sequential(layers)
+
+    @tf.function
+    def step(x):
+        # What the model's first layers do in a training step: cast the uint8 batch, augment.
+        return augment(tf.cast(x, tf.float32), training=True)
+
+    step(tf.zeros((BATCH, SIZE, SIZE, 3), tf.uint8)).numpy()  # trace once, as model.compile would
+    rates = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        n = 0
+        for x, _ in ds:
+            y = step(x)
+            n += int(y.shape[0])
+        _ = y.numpy()  # make sure the last batch's work is done
+        rates.append(n / (time.perf_counter() - t))
+    return rates
+
+
+def _rss_child(n: int, epochs: int, folder: str) -> None:
+    paths = make_images(Path(folder), n)
+    with tempfile.TemporaryDirectory() as cache:
+        run_project(paths, epochs, cache, cache="disk")
+    print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def peak_rss(n: int, epochs: int, folder: Path) -> float:
+    out = subprocess.run([sys.executable, __file__, "--rss-child", str(n), "--epochs", str(epochs),
+                          "--folder", str(folder)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["maxrss_mb"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=400)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--cache", default="memory", choices=["memory", "disk"],
+                    help="cache of the timed project path (the RSS runs always use disk)")
+    ap.add_argument("--no-stacked", action="store_true", help="skip the naive stacked-layers reference")
+    ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--folder", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.rss_child:
+        _rss_child(args.rss_child, args.epochs, args.folder)
+        return
+
+    work = Path(tempfile.gettempdir()) / "painting_ml_bench_images"
+    paths = make_images(work, args.images * 4)[: args.images]
+    print(f"{args.images} JPEGs 512x384 -> {SIZE}px batches of {BATCH}, {args.epochs} epochs, "
+          f"{os.cpu_count()} CPUs", flush=True)
+
+    idg = run_idg(paths, args.epochs)
+    print(f"seed path (ImageDataGenerator.flow_from_dataframe): epochs {[round(r) for r in idg]} img/s", flush=True)
+    with tempfile.TemporaryDirectory() as cache:
+        ours = run_project(paths, args.epochs, cache, cache=args.cache)
+    print(f"project path (tf.data, {args.cache} cache, + fused RandomAffine): epochs {[round(r) for r in ours]} img/s "
+          "(epoch 1 includes decoding into the cache)", flush=True)
+    if not args.no_stacked:
+        with tempfile.TemporaryDirectory() as cache:
+            naive = run_project(paths, args.epochs, cache, stacked=True)
+        print(f"naive port (tf.data + 5 stacked Keras layers):       epochs {[round(r) for r in naive]} img/s", flush=True)
+
+    rss1 = peak_rss(args.images, 2, work)
+    rss4 = peak_rss(args.images * 4, 2, work)
+    print(f"peak RSS of the project path (disk cache, 2 epochs): {rss1:.0f} MB at {args.images} images, {rss4:.0f} MB at "
+          f"{args.images * 4} images (x{rss4 / rss1:.2f})")
+
+    idg_all = args.images * args.epochs / sum(args.images / r for r in idg)
+    ours_all = args.images * args.epochs / sum(args.images / r for r in ours)
+    print(f"all epochs: seed {idg_all:.0f} img/s, project {ours_all:.0f} img/s; "
+          f"steady state (median): seed {statistics.median(idg):.0f}, project {statistics.median(ours):.0f}")
+    print(f"RATIO project/seed over all {args.epochs} epochs (cache fill included): {ours_all / idg_all:.2f}x "
+          "(target >= 4x)")
+
+
+if __name__ == "__main__":
+    main()
