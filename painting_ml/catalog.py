@@ -235,6 +235,29 @@ def plan_ingest(data_dir: Path, workers: int = 4, reduced_dir: Path | None = Non
     return good, rejects, source_csv
 
 
+def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str) -> tuple[int, int]:
+    """COPY ``good`` rows into a staging table and upsert them into ``paintings``; replace the
+    ``rejects`` of ``source_csv``. Runs inside the caller's transaction: all or nothing.
+
+    Returns:
+        Row counts of ``paintings`` and ``rejects`` afterwards.
+    """
+    conn.execute(db.sql("ingest", "create_staging"))
+    with conn.cursor() as cur:
+        with cur.copy(db.sql("ingest", "copy_staging")) as copy:
+            for row in good:
+                copy.write_row(row)
+        cur.execute(db.sql("ingest", "upsert_paintings"))
+        # Rejects are replaced per source CSV so a rerun yields the same rows, not duplicates.
+        cur.execute(db.sql("ingest", "delete_rejects"), {"source_csv": source_csv})
+        with cur.copy(db.sql("ingest", "copy_rejects")) as copy:
+            for row in rejects:
+                copy.write_row(row)
+        cur.execute(db.sql("ingest", "counts"))
+        paintings_total, rejects_total = cur.fetchone()
+    return int(paintings_total), int(rejects_total)
+
+
 def ingest(data_dir: str | Path, url: str | None = None) -> IngestSummary:
     """Load ``data_dir`` into the painting database (idempotent, one transaction).
 
@@ -247,19 +270,7 @@ def ingest(data_dir: str | Path, url: str | None = None) -> IngestSummary:
     good, rejects, source_csv = plan_ingest(data_dir, reduced_dir=get_settings().home / "reduced")
     db.migrate(url)
     with db.connect(url) as conn:
-        conn.execute(db.sql("ingest", "create_staging"))
-        with conn.cursor() as cur:
-            with cur.copy(db.sql("ingest", "copy_staging")) as copy:
-                for row in good:
-                    copy.write_row(row)
-            cur.execute(db.sql("ingest", "upsert_paintings"))
-            # Rejects are replaced per source CSV so a rerun yields the same rows, not duplicates.
-            cur.execute(db.sql("ingest", "delete_rejects"), {"source_csv": source_csv})
-            with cur.copy(db.sql("ingest", "copy_rejects")) as copy:
-                for row in rejects:
-                    copy.write_row(row)
-            cur.execute(db.sql("ingest", "counts"))
-            paintings_total, rejects_total = cur.fetchone()
+        paintings_total, rejects_total = load_rows(conn, good, rejects, source_csv)
     summary = IngestSummary(source_csv, len(good) + len(rejects), len(good), len(rejects),
                             paintings_total, rejects_total)
     log.info("ingested %s: %d loaded, %d rejected", data_dir, summary.loaded, summary.rejected)

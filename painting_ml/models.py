@@ -52,7 +52,8 @@ def create_model(cfg: RunConfig, n_classes: int) -> keras.Model:
             layer.momentum = cfg.bn_momentum
     x = backbone(x)
     x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="artist",
+    # float32 output keeps the softmax and loss stable under a mixed_bfloat16 policy.
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="artist", dtype="float32",
                                  kernel_regularizer=keras.regularizers.L2(cfg.l2))(x)
     return keras.Model(inputs, outputs, name=f"{cfg.backbone}_artist")
 

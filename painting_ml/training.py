@@ -17,6 +17,8 @@ import numpy as np
 from psycopg.types.json import Jsonb
 
 from painting_ml import db
+from painting_ml.accelerator import apply as apply_accelerator
+from painting_ml.accelerator import plan as plan_accelerator
 from painting_ml.augmentation import augmented_train_items
 from painting_ml.config import RunConfig
 from painting_ml.data import make_dataset
@@ -106,9 +108,12 @@ def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None)
         if counts.min() != counts.max():  # balanced sets need none
             class_weight = {i: float(len(train_labels) / (len(artists) * max(c, 1))) for i, c in enumerate(counts)}
 
-    model = create_model(cfg, len(artists))
-    model.compile(optimizer=create_optimizer(cfg.optimizer, cfg.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    accel = plan_accelerator()
+    with apply_accelerator(accel):
+        model = create_model(cfg, len(artists))
+        model.compile(optimizer=create_optimizer(cfg.optimizer, cfg.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=accel.jit_compile)
+    log.info("run %d accelerator plan: %s", run_id, accel.to_dict())
     best = run_dir / "best.keras"
     wandb_run = _start_wandb(cfg, run_id, run_dir)
     callbacks = [
