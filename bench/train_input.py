@@ -2,7 +2,7 @@
 (a) through the real input path (painting_ml.data.make_dataset: decode, resize, cache, prefetch;
 the model's online augmentation on) and (b) from the same images already in memory as tensors.
 
-    .venv/bin/python bench/train_input.py [--images 320] [--size 64] [--epochs 2]
+    .venv/bin/python bench/train_input.py [--images 256] [--size 64] [--epochs 2]
 
 One compiled model serves both feeds, warmed up first (graph tracing is not counted); the median
 epoch of each feed is compared. Target ratio (a)/(b) >= 0.90 at 64 px on CPU.
@@ -42,7 +42,7 @@ class EpochTimer:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=320)
+    ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=2)

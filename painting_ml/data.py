@@ -99,4 +99,9 @@ def make_dataset(
         # that is what makes peak RSS independent of the set size.
         ds = ds.shuffle(min(len(paths), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
     # Batches stay uint8 (a quarter of the bytes to move); the model casts on the device.
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).prefetch(2)
+    # Autotuning grows buffers over the steps of an epoch; a RAM budget keeps them bounded, so
+    # memory does not rise with the number of images.
+    options = tf.data.Options()
+    options.autotune.ram_budget = 256 * 1024 * 1024
+    return ds.with_options(options)
