@@ -3,7 +3,8 @@
 ``ingest(data_dir)`` reads ``all_data_info.csv`` (or ``train_info.csv`` when that is all there is),
 finds every referenced image in ``train/``, ``train_1``…``train_9`` (also Kaggle's nested
 ``train_1/train_1/``) and ``test/``, opens each one to record its decoded width, height and mode,
-and loads the usable rows with PostgreSQL COPY into a staging table followed by one upsert.
+and loads the usable rows with PostgreSQL COPY into a staging table followed by a set-based
+update of changed rows and insert of new ones.
 Every unusable row goes to ``rejects`` with its reason; nothing is silently dropped, and running it
 again on the same data changes no counts.
 """
@@ -242,12 +243,15 @@ def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str) ->
     Returns:
         Row counts of ``paintings`` and ``rejects`` afterwards.
     """
+    conn.execute(db.sql("ingest", "lock_ingest"))
     conn.execute(db.sql("ingest", "create_staging"))
     with conn.cursor() as cur:
         with cur.copy(db.sql("ingest", "copy_staging")) as copy:
             for row in good:
                 copy.write_row(row)
-        cur.execute(db.sql("ingest", "upsert_paintings"))
+        cur.execute(db.sql("ingest", "analyze_staging"))
+        cur.execute(db.sql("ingest", "update_paintings"))
+        cur.execute(db.sql("ingest", "insert_new_paintings"))
         # Rejects are replaced per source CSV so a rerun yields the same rows, not duplicates.
         cur.execute(db.sql("ingest", "delete_rejects"), {"source_csv": source_csv})
         with cur.copy(db.sql("ingest", "copy_rejects")) as copy:

@@ -9,27 +9,39 @@ COPY staging_paintings (filename, artist, title, style, genre, date, source, art
                         reduced_path)
 FROM STDIN;
 
--- name: upsert_paintings
+-- name: lock_ingest
+-- One ingest at a time: the update + insert pair below is then race-free.
+SELECT pg_advisory_xact_lock(7060);
+
+-- name: analyze_staging
+ANALYZE staging_paintings;
+
+-- name: update_paintings
 -- Only rows whose content changed are rewritten, so a rerun leaves the table untouched.
-INSERT INTO paintings AS p (filename, artist, title, style, genre, date, source, artist_group,
-                            in_train, meta_width, meta_height, size_bytes, data_root, rel_path, width,
-                            height, mode, source_csv, reduced_path)
-SELECT filename, artist, title, style, genre, date, source, artist_group, in_train, meta_width,
-       meta_height, size_bytes, data_root, rel_path, width, height, mode, source_csv, reduced_path
-FROM staging_paintings
-ON CONFLICT (filename) DO UPDATE SET
-    artist = EXCLUDED.artist, title = EXCLUDED.title, style = EXCLUDED.style,
-    genre = EXCLUDED.genre, date = EXCLUDED.date, source = EXCLUDED.source,
-    artist_group = EXCLUDED.artist_group, in_train = EXCLUDED.in_train,
-    meta_width = EXCLUDED.meta_width, meta_height = EXCLUDED.meta_height,
-    size_bytes = EXCLUDED.size_bytes, data_root = EXCLUDED.data_root, rel_path = EXCLUDED.rel_path, width = EXCLUDED.width,
-    height = EXCLUDED.height, mode = EXCLUDED.mode, source_csv = EXCLUDED.source_csv,
-    reduced_path = EXCLUDED.reduced_path,
-    ingested_at = now()
-WHERE (p.artist, p.title, p.style, p.genre, p.date, p.data_root, p.rel_path, p.width, p.height, p.mode)
+UPDATE paintings AS p SET
+    artist = s.artist, title = s.title, style = s.style, genre = s.genre, date = s.date,
+    source = s.source, artist_group = s.artist_group, in_train = s.in_train,
+    meta_width = s.meta_width, meta_height = s.meta_height, size_bytes = s.size_bytes,
+    data_root = s.data_root, rel_path = s.rel_path, width = s.width, height = s.height,
+    mode = s.mode, source_csv = s.source_csv, reduced_path = s.reduced_path, ingested_at = now()
+FROM staging_paintings AS s
+WHERE p.filename = s.filename
+  AND (p.artist, p.title, p.style, p.genre, p.date, p.data_root, p.rel_path, p.width, p.height, p.mode,
+       p.reduced_path)
       IS DISTINCT FROM
-      (EXCLUDED.artist, EXCLUDED.title, EXCLUDED.style, EXCLUDED.genre, EXCLUDED.date,
-       EXCLUDED.data_root, EXCLUDED.rel_path, EXCLUDED.width, EXCLUDED.height, EXCLUDED.mode);
+      (s.artist, s.title, s.style, s.genre, s.date, s.data_root, s.rel_path, s.width, s.height, s.mode,
+       s.reduced_path);
+
+-- name: insert_new_paintings
+-- A plain insert of the new rows (an anti-join) avoids ON CONFLICT's per-row speculative insertion.
+INSERT INTO paintings (filename, artist, title, style, genre, date, source, artist_group,
+                       in_train, meta_width, meta_height, size_bytes, data_root, rel_path, width,
+                       height, mode, source_csv, reduced_path)
+SELECT s.filename, s.artist, s.title, s.style, s.genre, s.date, s.source, s.artist_group, s.in_train,
+       s.meta_width, s.meta_height, s.size_bytes, s.data_root, s.rel_path, s.width, s.height, s.mode,
+       s.source_csv, s.reduced_path
+FROM staging_paintings AS s
+WHERE NOT EXISTS (SELECT 1 FROM paintings AS p WHERE p.filename = s.filename);
 
 -- name: delete_rejects
 DELETE FROM rejects WHERE source_csv = %(source_csv)s;
