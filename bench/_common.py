@@ -7,7 +7,6 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -16,24 +15,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 @contextlib.contextmanager
 def scratch_database():
     """Create a database on the PAINTING_DB_URL server (or the embedded one); drop it after."""
-    import psycopg
-
     from painting_ml import db
     from painting_ml.settings import get_settings
 
     base = db.resolve_url(get_settings())
-    name = f"pm_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    info = psycopg.conninfo.conninfo_to_dict(base)
-    info["dbname"] = name
-    url = psycopg.conninfo.make_conninfo(**info)
+    url = db.create_database(base, "pm_bench")
     try:
         db.migrate(url)
         yield url
     finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.drop_database(base, url)
+
+
+def painting_jpegs(folder: Path, n: int, width: int, height: int, style_seed: int = 0,
+                   image_seed: int = 0) -> list[str]:
+    """``n`` painting-like ``width``×``height`` JPEGs by 8 synthetic artists in ``folder``
+    (files already there are reused, so repeated runs skip the painting)."""
+    import numpy as np
+
+    from painting_ml.synth import GENRES, make_styles, paint
+
+    folder.mkdir(parents=True, exist_ok=True)
+    styles = make_styles(8, np.random.default_rng(style_seed))
+    paths = []
+    for i in range(n):
+        p = folder / f"{i}.jpg"
+        if not p.exists():
+            paint(styles[i % 8], GENRES[i % 4], width, height, np.random.default_rng([image_seed, i])).save(p, quality=90)
+        paths.append(str(p))
+    return paths
 
 
 def timed(fn, repeats: int = 3) -> float:

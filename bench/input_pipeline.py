@@ -28,26 +28,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import painting_jpegs  # noqa: E402
 
 SIZE, BATCH = 224, 32
 
 
-def make_images(folder: Path, n: int, seed: int = 0) -> list[str]:
+def make_images(folder: Path, n: int) -> list[str]:
     """``n`` painting-like 512×384 JPEGs (reused if already there)."""
-    import numpy as np
-
-    from painting_ml.synth import GENRES, make_styles, paint
-
-    folder.mkdir(parents=True, exist_ok=True)
-    styles = make_styles(8, np.random.default_rng(seed))
-    paths = []
-    for i in range(n):
-        p = folder / f"{i}.jpg"
-        if not p.exists():
-            rng = np.random.default_rng([seed, i])
-            paint(styles[i % 8], GENRES[i % 4], 512, 384, rng).save(p, quality=90)
-        paths.append(str(p))
-    return paths
+    return painting_jpegs(folder, n, 512, 384)
 
 
 def run_idg(paths: list[str], epochs: int) -> list[float]:

@@ -23,23 +23,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import painting_jpegs  # noqa: E402
 SIZE = 128
 
 
 def make_images(folder: Path, n: int) -> list[str]:
-    import numpy as np
-
-    from painting_ml.synth import GENRES, make_styles, paint
-
-    folder.mkdir(parents=True, exist_ok=True)
-    styles = make_styles(8, np.random.default_rng(0))
-    paths = []
-    for i in range(n):
-        p = folder / f"{i}.jpg"
-        if not p.exists():
-            paint(styles[i % 8], GENRES[i % 4], 192, 160, np.random.default_rng([1, i])).save(p, quality=90)
-        paths.append(str(p))
-    return paths
+    return painting_jpegs(folder, n, 192, 160, style_seed=0, image_seed=1)
 
 
 def child(n: int, model_name: str, folder: str) -> None:

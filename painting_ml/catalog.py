@@ -101,7 +101,7 @@ def probe_image(path: Path, draft_size: int = 256, reduced_dir: Path | None = No
         return ImageProbe(reason="undecodable", detail="not an image PIL can identify")
     except PermissionError as exc:
         return ImageProbe(reason="unreadable", detail=f"permission denied: {exc.filename}")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # truncated, broken headers
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated, broken headers
         return ImageProbe(reason="undecodable", detail=str(exc)[:200])
 
 

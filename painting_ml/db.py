@@ -12,11 +12,13 @@ import functools
 import logging
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 from psycopg.rows import dict_row
 
 from painting_ml.exceptions import DatabaseError
@@ -129,6 +131,24 @@ def sql(file: str, key: str) -> str:
         return statements(file)[key]
     except KeyError:
         raise DatabaseError(f"no statement named {key!r} in sql/{file}.sql") from None
+
+
+def create_database(server_url: str, prefix: str) -> str:
+    """Create a uniquely named, empty database on ``server_url``'s server; return its URL
+    (tests and benchmarks use one each, so they never touch user data)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    info = psycopg.conninfo.conninfo_to_dict(server_url)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+def drop_database(server_url: str, url: str) -> None:
+    """Drop the database ``url`` names (made by :func:`create_database`), closing its sessions."""
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
 
 
 def migrate(url: str | None = None) -> None:

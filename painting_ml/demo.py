@@ -36,7 +36,7 @@ def run_demo(artists: int = 10, per_artist: int = 40, epochs: int = 3, image_siz
     run_airflow(["dags", "test", "painting_retrain", "-c", json.dumps(conf)], env)
     with db.connect(url) as conn:
         row = conn.execute(db.sql("runs", "latest_run")).fetchone()
-        run = db.fetch_dicts(conn, "SELECT id, test_accuracy, macro_f1, run_dir FROM runs WHERE id = %s", (row[0],))[0]
+        run = db.fetch_dicts(conn, db.sql("runs", "run_summary"), {"id": row[0]})[0]
     print(f"\n[demo] per-artist test metrics of run {run['id']} (read back from Postgres):")
     print(format_artist_table(artist_table(run["id"], url)))
     print(f"[demo] test accuracy {run['test_accuracy']:.3f} (chance {1 / artists:.3f}), "

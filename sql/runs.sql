@@ -58,3 +58,6 @@ ON CONFLICT (run_id, path) DO UPDATE SET kind = EXCLUDED.kind, bytes = EXCLUDED.
 
 -- name: latest_run
 SELECT id FROM runs WHERE status = 'evaluated' ORDER BY finished_at DESC, id DESC LIMIT 1;
+
+-- name: run_summary
+SELECT id, test_accuracy, macro_f1, run_dir FROM runs WHERE id = %(id)s;

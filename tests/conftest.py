@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -47,18 +46,12 @@ def db_url(server_url, painting_home) -> str:
     """A fresh database for this test session, with the schema applied; dropped at the end."""
     from painting_ml import db, settings
 
-    name = f"pm_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    info = psycopg.conninfo.conninfo_to_dict(server_url)
-    info["dbname"] = name
-    url = psycopg.conninfo.make_conninfo(**info)
+    url = db.create_database(server_url, "pm_test")
     os.environ["PAINTING_DB_URL"] = url
     settings.reload_settings()
     db.migrate(url)
     yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    db.drop_database(server_url, url)
 
 
 TABLES = ["artifacts", "predictions", "artist_metrics", "epochs", "runs", "augmented_images",
