@@ -39,12 +39,39 @@ def _cmd_migrate(args: argparse.Namespace) -> None:
     _emit(args, {"migrated": True}, "schema is up to date")
 
 
+CONFIG_FLAGS = ("n_artists", "epochs", "image_size", "batch_size", "optimizer", "learning_rate", "seed",
+                "strategy", "artists", "cap", "augment", "resize_mode", "cache", "backbone", "weights",
+                "targets", "fine_tune", "fine_tune_stages", "gradient_accumulation_steps", "label_smoothing")
+
+
+def parse_set(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values are read as JSON when they parse (numbers, booleans, lists,
+    objects) and as text otherwise."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise PaintingMLError(f"--set {pair!r}: write key=value, e.g. --set label_smoothing=0.1")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def _config_from_args(args: argparse.Namespace):
+    """The run config from ``--config FILE.json``, then the explicit flags, then ``--set k=v``."""
     from painting_ml.config import RunConfig
 
-    params = {"data_dir": args.data_dir}
-    for key in ("n_artists", "epochs", "image_size", "batch_size", "optimizer", "learning_rate", "seed",
-                "strategy", "artists", "cap", "augment", "resize_mode", "cache"):
+    params: dict = {}
+    if getattr(args, "config", None):
+        try:
+            params.update(json.loads(Path(args.config).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PaintingMLError(f"--config {args.config}: cannot read a JSON object ({exc})") from exc
+    if args.data_dir:
+        params["data_dir"] = args.data_dir
+    for key in CONFIG_FLAGS:
         value = getattr(args, key)
         if value is not None:
             params[key] = value
@@ -52,19 +79,114 @@ def _config_from_args(args: argparse.Namespace):
         params["wandb"] = False
     if args.no_online_augment:
         params["online_augment"] = False
+    params.update(parse_set(args.set or []))
     return RunConfig.from_params(params)
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="Kaggle-layout folder (all_data_info.csv / train_info.csv + images)")
+    p.add_argument("--config", help="JSON file of config keys (flags and --set override it)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any config key, e.g. --set label_smoothing=0.1 --set 'loss_weights={\"style\": 0.5}'")
+    p.add_argument("--n-artists", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", help="adam, adamw, rmsprop or sgd")
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--strategy", choices=["top", "balanced", "capped", "list"])
+    p.add_argument("--artists", help="comma-separated artist names (implies --strategy list)")
+    p.add_argument("--cap", type=int, help="per-artist maximum for --strategy capped")
+    p.add_argument("--augment", help="offline transforms, comma-separated (hflip,vflip,hvflip,rot90,rot45,...)")
+    p.add_argument("--resize-mode", choices=["crop", "pad"])
+    p.add_argument("--cache", choices=["memory", "disk", "none"])
+    p.add_argument("--backbone", help="resnet50, resnet101 or resnet18")
+    p.add_argument("--weights", help="none, imagenet, or a local backbone weights file (include_top=False)")
+    p.add_argument("--targets", help="artist, or artist plus style and/or genre, comma-separated")
+    p.add_argument("--fine-tune", help="all, frozen, last_k or two_phase")
+    p.add_argument("--fine-tune-stages", type=int, help="stages trained by last_k / two_phase (1-5)")
+    p.add_argument("--gradient-accumulation-steps", type=int)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--no-online-augment", action="store_true", help="no random affine augmentation in training")
+    p.add_argument("--no-wandb", action="store_true", help="do not log to wandb")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from painting_ml.evaluation import artist_table
     from painting_ml.pipeline import run_all
 
-    summary = run_all(_config_from_args(args))
+    summary = run_all(_config_from_args(args), run_key=args.run_key)
     if args.json:
         print(json.dumps(summary))
         return
     print(format_artist_table(artist_table(summary["run_id"])))
-    print(f"test accuracy {summary['test_accuracy']:.3f} (chance {summary['chance']:.3f}); mosaics in {summary['mosaics']}")
+    print(format_summary(summary))
+    print(f"mosaics in {summary['mosaics']}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from painting_ml.pipeline import prepare_and_train
+
+    cfg = _config_from_args(args)
+    out = prepare_and_train(cfg, run_key=args.run_key)
+    _emit(args, out, f"run {out['run_id']} trained on dataset version {out['dataset_version_id']}: "
+                     f"model {out['model_path']}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from painting_ml.evaluation import evaluate
+
+    summary = evaluate(args.run_id)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(format_summary(summary))
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from painting_ml.inference import predict
+
+    out = predict(args.images, run_id=args.run_id, k=args.top_k)
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"run {out['run_id']}")
+    for entry in out["predictions"]:
+        ranked = ", ".join(f"{a['artist']} {a['probability']:.3f}" for a in entry["artists"])
+        extra = "".join(f"; {t}: {entry[t]['label']} {entry[t]['probability']:.3f}" for t in ("style", "genre") if t in entry)
+        print(f"{entry['image']}: {ranked}{extra}")
+
+
+def _cmd_verify(args: argparse.Namespace) -> None:
+    from painting_ml.inference import verify
+
+    out = verify(args.image_a, args.image_b, run_id=args.run_id)
+    _emit(args, out, f"P(same artist) = {out['same_artist_probability']:.3f} (embedding cosine "
+                     f"{out['embedding_cosine']:.3f}; A looks like {out['top_artist_a'][0]}, "
+                     f"B like {out['top_artist_b'][0]}; run {out['run_id']})")
+
+
+def format_summary(s: dict) -> str:
+    """Evaluation figures in a few lines."""
+    lines = [f"run {s['run_id']}: artist test accuracy {s['test_accuracy']:.3f} (chance {s['chance']:.3f}), "
+             f"top-3 {s['top3_accuracy']:.3f}, macro-F1 {s['macro_f1']:.3f} on {s['n_test']} paintings"]
+    for t, m in s.get("targets", {}).items():
+        if t != "artist":
+            lines.append(f"  {t}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f} ({m['n']} labelled)")
+    o = s.get("open_set") or {}
+    if o.get("auroc") is not None:
+        lines.append(f"  unseen artists: open-set AUROC {o['auroc']:.3f}; at threshold {o['threshold']:.3f} "
+                     f"{o['unseen_rejection_rate']:.0%} of {o['n_unseen']} unseen rejected, "
+                     f"{o['known_rejection_rate']:.0%} of known")
+    for subset, by_score in (s.get("verification") or {}).items():
+        auc = by_score.get("prob_product", {}).get("auc")
+        cos = by_score.get("embedding_cosine", {}).get("auc")
+        if auc is not None or cos is not None:
+            f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+            lines.append(f"  verification ({subset} artists): pair AUC {f(auc)} (probabilities), {f(cos)} (embeddings)")
+    return "\n".join(lines)
 
 
 def _cmd_metrics(args: argparse.Namespace) -> None:
@@ -132,24 +254,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_migrate)
 
     p = sub.add_parser("run", help="run every retraining step in this process (no Airflow)")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--n-artists", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer")
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--strategy", choices=["top", "balanced", "capped", "list"])
-    p.add_argument("--artists", help="comma-separated artist names (implies --strategy list)")
-    p.add_argument("--cap", type=int, help="per-artist maximum for --strategy capped")
-    p.add_argument("--augment", help="offline transforms, comma-separated (hflip,vflip,hvflip,rot90,rot45,...)")
-    p.add_argument("--resize-mode", choices=["crop", "pad"])
-    p.add_argument("--cache", choices=["memory", "disk", "none"])
-    p.add_argument("--no-online-augment", action="store_true", help="no random affine augmentation in training")
-    p.add_argument("--no-wandb", action="store_true", help="do not log to wandb")
-    p.add_argument("--json", action="store_true")
+    _add_config_flags(p)
+    p.add_argument("--run-key", help="stable key: the same key resumes that run instead of starting over")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("train", help="ingest, select, split, augment and train one run (resumable by --run-key)")
+    _add_config_flags(p)
+    p.add_argument("--run-key", help="stable key: the same key resumes that run instead of starting over")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run: metrics, confusion, open-set, verification")
+    p.add_argument("--run-id", type=int, required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k artists for images, from the champion model")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--run-id", type=int, help="use this run's model instead of the champion")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("verify", help="probability that two paintings share a painter")
+    p.add_argument("image_a", metavar="A")
+    p.add_argument("image_b", metavar="B")
+    p.add_argument("--run-id", type=int, help="use this run's model instead of the champion")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("metrics", help="print a run's per-artist metrics (latest run by default)")
     p.add_argument("--run-id", type=int)

@@ -16,9 +16,12 @@ from typing import Any
 
 from painting_ml.exceptions import ConfigError
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
 STRATEGIES = ("top", "balanced", "capped", "list")
-BACKBONES = ("resnet50",)
+BACKBONES = ("resnet50", "resnet101", "resnet18")
+TARGETS = ("artist", "style", "genre")
+FINE_TUNE_MODES = ("all", "frozen", "last_k", "two_phase")
+POOLINGS = ("avg", "max")
 OFFLINE_TRANSFORMS = ("hflip", "vflip", "hvflip", "rot90", "rot180", "rot270")
 
 
@@ -53,11 +56,28 @@ class RunConfig:
             ``aug_shear``, zoom ``aug_zoom``, horizontal flip ``aug_hflip`` — the seed's ranges.
         resize_mode: ``crop`` (centre crop) or ``pad`` to a square, aspect ratio kept.
         cache: decoded images cached in ``memory``, on ``disk`` or ``none``.
-        backbone: the CNN (ResNet50).
-        weights: ``None`` (random init) or a local weights-file path (no network here).
+        backbone: the CNN: ``resnet50`` (default), ``resnet101`` (keras.applications) or
+            ``resnet18`` (basic-block ResNet written here; Keras has none).
+        weights: ``None`` (random init), ``imagenet`` (Keras downloads it where the network
+            allows) or a local weights-file path of the backbone without its top — the offline path.
+        targets: what the model predicts: ``artist`` alone, or two or three of artist / style /
+            genre trained jointly (the artist always included); ``loss_weights`` weighs each
+            output's loss (missing ones weigh 1).
+        fine_tune: ``all`` (train everything), ``frozen`` (backbone frozen, head only),
+            ``last_k`` (the last ``fine_tune_stages`` of the five ResNet stages trainable) or
+            ``two_phase`` (``head_epochs`` with the backbone frozen, then the last
+            ``fine_tune_stages`` stages — 5 = all — at ``learning_rate * fine_tune_lr_factor``).
+            Frozen BatchNormalization layers run in inference mode.
         image_size: square training size in pixels.
-        batch_size, epochs, optimizer, learning_rate: the optimisation.
-        dropout, l2: head regularisation.
+        batch_size, epochs, optimizer, learning_rate: the optimisation; ``momentum`` and
+            ``nesterov`` apply to sgd, ``weight_decay`` to adamw.
+        gradient_accumulation_steps: apply the summed gradients every N batches (Keras'
+            optimizer option), an effective batch of ``batch_size * N``.
+        label_smoothing: cross-entropy label smoothing.
+        lr_patience, early_stopping_patience: ReduceLROnPlateau (factor 0.1, min 1e-6) and
+            EarlyStopping patience in epochs (0 turns early stopping off).
+        pooling, head_units, dropout, l2: the head: global pooling, a ReLU dense layer of
+            ``head_units`` (0 = none), dropout, and L2 on the dense kernels.
         bn_momentum: BatchNormalization momentum; 0.9 lets the moving statistics settle on small
             sets (Keras' 0.99 leaves inference-mode accuracy at chance after ~100 steps).
         seed: one seed for selection, split, augmentation and weight init.
@@ -85,11 +105,26 @@ class RunConfig:
     cache: str = "memory"
     backbone: str = "resnet50"
     weights: str | None = None
+    targets: tuple[str, ...] = ("artist",)
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    fine_tune: str = "all"
+    fine_tune_stages: int = 1
+    head_epochs: int = 1
+    fine_tune_lr_factor: float = 0.1
     image_size: int = 64
     batch_size: int = 32
     epochs: int = 3
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    gradient_accumulation_steps: int = 1
+    label_smoothing: float = 0.0
+    lr_patience: int = 2
+    early_stopping_patience: int = 5
+    pooling: str = "avg"
+    head_units: int = 256
     dropout: float = 0.4
     l2: float = 0.01
     bn_momentum: float = 0.9
@@ -101,8 +136,12 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, str) or not self.data_dir.strip():
             raise ConfigError("data_dir is empty; pass the folder that holds all_data_info.csv")
-        if isinstance(self.augment, list):
-            object.__setattr__(self, "augment", tuple(self.augment))
+        for name in ("augment", "targets"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = [t.strip() for t in value.split(",") if t.strip()]
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
         if isinstance(self.artists, (list, str)):
             names = self.artists.split(",") if isinstance(self.artists, str) else self.artists
             object.__setattr__(self, "artists", tuple(a.strip() for a in names if a.strip()))
@@ -114,7 +153,8 @@ class RunConfig:
         elif self.strategy == "list":
             raise ConfigError("strategy='list' needs artists=[...]: the names of the artists to train on")
         for name in ("n_artists", "min_per_artist", "image_size", "batch_size", "epochs", "seed", "cap",
-                     "unseen_limit"):
+                     "unseen_limit", "fine_tune_stages", "head_epochs", "gradient_accumulation_steps",
+                     "lr_patience", "early_stopping_patience", "head_units"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name}={value!r} must be an integer")
@@ -134,6 +174,34 @@ class RunConfig:
                 "leaves too little to train on; keep their sum below 0.8"
             )
         _check_range("learning_rate", self.learning_rate, 1e-7, 10.0)
+        _check_range("momentum", self.momentum, 0.0, 0.999)
+        _check_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        _check_range("gradient_accumulation_steps", self.gradient_accumulation_steps, 1, 1024)
+        _check_range("label_smoothing", self.label_smoothing, 0.0, 0.5)
+        _check_range("lr_patience", self.lr_patience, 1, 1000)
+        _check_range("early_stopping_patience", self.early_stopping_patience, 0, 1000)
+        _check_range("head_units", self.head_units, 0, 8192)
+        _check_range("fine_tune_stages", self.fine_tune_stages, 1, 5)
+        _check_range("fine_tune_lr_factor", self.fine_tune_lr_factor, 1e-4, 1.0)
+        _check_choice("fine_tune", self.fine_tune, FINE_TUNE_MODES)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        if self.fine_tune == "two_phase":
+            if not 1 <= self.head_epochs < self.epochs:
+                raise ConfigError(f"fine_tune='two_phase' needs 1 <= head_epochs < epochs (got head_epochs="
+                                  f"{self.head_epochs}, epochs={self.epochs}); raise epochs or lower head_epochs")
+        for t in self.targets:
+            _check_choice("target", t, TARGETS)
+        if "artist" not in self.targets or len(set(self.targets)) != len(self.targets):
+            raise ConfigError(f"targets={list(self.targets)!r}: list artist once, plus optionally style "
+                              "and/or genre, e.g. ['artist', 'style']")
+        if not isinstance(self.loss_weights, dict):
+            raise ConfigError(f"loss_weights={self.loss_weights!r} must map a target to a weight, "
+                              "e.g. {'artist': 1.0, 'style': 0.5}")
+        for t, w in self.loss_weights.items():
+            if t not in self.targets:
+                raise ConfigError(f"loss_weights names {t!r}, which is not among targets {list(self.targets)}")
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 100:
+                raise ConfigError(f"loss_weights[{t!r}]={w!r}; use a number in [0, 100]")
         _check_range("dropout", self.dropout, 0.0, 0.95)
         _check_range("l2", self.l2, 0.0, 1.0)
         _check_range("bn_momentum", self.bn_momentum, 0.0, 0.999)
@@ -152,6 +220,8 @@ class RunConfig:
                 _check_choice("augment transform", t, OFFLINE_TRANSFORMS + ("rot<1-359>",))
         if self.weights in ("", "none", "None"):
             object.__setattr__(self, "weights", None)
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise ConfigError(f"weights={self.weights!r}: use none, imagenet or a weights-file path")
 
     # --- construction at the edge -------------------------------------------------------------
     @classmethod
@@ -168,9 +238,10 @@ class RunConfig:
                 f"unknown config key(s) {', '.join(map(repr, unknown))}; known keys: "
                 + ", ".join(sorted(known))
             )
+        if params.get("data_dir") in (None, ""):
+            raise ConfigError("data_dir is missing; pass the folder that holds all_data_info.csv "
+                              "(--data-dir on the command line, the data_dir Param in Airflow)")
         values = {k: v for k, v in params.items() if v is not None or k == "weights"}
-        if "augment" in values and isinstance(values["augment"], str):
-            values["augment"] = tuple(t for t in values["augment"].split(",") if t.strip())
         try:
             return cls(**values)
         except TypeError as exc:  # a required key is missing
@@ -181,7 +252,16 @@ class RunConfig:
         d.pop("extra")
         d["augment"] = list(self.augment)
         d["artists"] = list(self.artists)
+        d["targets"] = list(self.targets)
         return d
+
+    def loss_weight(self, target: str) -> float:
+        return float(self.loss_weights.get(target, 1.0))
+
+    @classmethod
+    def field_types(cls) -> dict[str, str]:
+        """Field name -> annotation text (for parsing ``--set key=value`` on the command line)."""
+        return {f.name: str(f.type) for f in dataclasses.fields(cls) if f.name != "extra"}
 
     def selection_key(self) -> dict[str, Any]:
         """The fields a dataset version depends on (selection + split)."""

@@ -11,7 +11,7 @@ float32 per batch. ``cache="disk"`` keeps memory flat for sets that do not fit i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 RESIZE_MODES = ("crop", "pad")
@@ -60,7 +60,7 @@ def decode_and_resize(path, image_size: int, resize_mode: str = "crop"):
 
 def make_dataset(
     paths: Sequence[str],
-    labels: Sequence[int],
+    labels: Sequence[int] | Mapping[str, Sequence[int]] | None,
     *,
     image_size: int,
     batch_size: int,
@@ -70,10 +70,14 @@ def make_dataset(
     cache_dir: str | Path | None = None,
     resize_mode: str = "crop",
     shuffle_buffer: int = 1024,
+    sample_weights: Sequence[float] | None = None,
 ):
-    """A batched ``tf.data.Dataset`` of ``(uint8 image (B, S, S, 3), int label)``.
+    """A batched ``tf.data.Dataset`` of ``(uint8 image (B, S, S, 3), label[, sample weight])``.
 
     Args:
+        labels: one int label per path, a ``{target: labels}`` dict for multi-output models, or
+            ``None`` for images only (prediction).
+        sample_weights: optional per-image loss weights (class weighting), a third element.
         cache: ``memory`` (decoded, resized uint8 images kept in RAM), ``disk`` (the same in
             files under ``cache_dir``: memory stays flat whatever the set size) or ``none``.
         resize_mode: ``crop`` (short side to ``image_size``, centre crop) or ``pad``.
@@ -84,9 +88,21 @@ def make_dataset(
         raise ValueError(f"unknown cache mode {cache!r}; choose one of {', '.join(CACHE_MODES)}")
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize_mode!r}; choose one of {', '.join(RESIZE_MODES)}")
-    ds = tf.data.Dataset.from_tensor_slices((list(paths), list(labels)))
-    ds = ds.map(lambda p, y: (decode_and_resize(p, image_size, resize_mode), y),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if labels is None:
+        parts: tuple = (list(paths),)
+    elif isinstance(labels, Mapping):
+        parts = (list(paths), {k: list(v) for k, v in labels.items()})
+    else:
+        parts = (list(paths), list(labels))
+    if sample_weights is not None:
+        parts = parts + (list(map(float, sample_weights)),)
+    ds = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
+
+    def load(p, *rest):
+        img = decode_and_resize(p, image_size, resize_mode)
+        return (img, *rest) if rest else img
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache == "memory":
         ds = ds.cache()
     elif cache == "disk":

@@ -29,6 +29,31 @@ class DatasetItem:
     label: int
     split: str
     path: str
+    style: str | None = None
+    genre: str | None = None
+
+    def value(self, target: str) -> str | None:
+        """The item's class name for ``target`` (artist, style or genre); None when unknown."""
+        return getattr(self, target)
+
+
+def target_classes(items: list[DatasetItem], artists: list[str], targets: tuple[str, ...]) -> dict[str, list[str]]:
+    """Class names per target: the version's artist order, and the sorted known styles/genres of
+    its train/val/test paintings (index = class id)."""
+    out = {"artist": list(artists)}
+    for t in targets:
+        if t != "artist":
+            out[t] = sorted({v for i in items if i.split != UNSEEN and (v := i.value(t))})
+    return {t: out[t] for t in targets}
+
+
+def target_labels(items: list[DatasetItem], classes: dict[str, list[str]]) -> dict[str, list[int]]:
+    """Integer labels per target for ``items``; -1 where a value is unknown (masked in the loss)."""
+    out = {}
+    for t, names in classes.items():
+        index = {n: k for k, n in enumerate(names)}
+        out[t] = [index.get(i.value(t), -1) for i in items]
+    return out
 
 
 def equalise(files_by_artist: dict[str, list[str]], take: dict[str, int] | int, seed: int) -> dict[str, list[str]]:

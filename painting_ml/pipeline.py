@@ -58,14 +58,24 @@ def mosaics_step(cfg: RunConfig, run_id: int) -> str:
     return str(render_run_mosaics(run_id, thumb=cfg.mosaic_thumb))
 
 
-def run_all(cfg: RunConfig, run_key: str | None = None) -> dict:
-    """Every step in order, in this process (the CLI's ``painting-ml run``; no Airflow)."""
+def prepare_and_train(cfg: RunConfig, run_key: str | None = None) -> dict:
+    """Ingest, select, split, augment (all idempotent) and train, in this process (the CLI's
+    ``painting-ml train``). The same ``run_key`` resumes that run from its last checkpoint."""
     db.migrate()
     ingest_step(cfg)
     selection = select_artists_step(cfg)
     version_id = split_step(cfg, selection)
     augment_step(cfg, version_id)
     run_id = train_step(cfg, version_id, run_key or f"cli:{uuid.uuid4().hex}")
+    with db.connect() as conn:
+        model_path = conn.execute(db.sql("runs", "get_run"), {"id": run_id}).fetchone()[6]
+    return {"run_id": run_id, "dataset_version_id": version_id, "model_path": model_path}
+
+
+def run_all(cfg: RunConfig, run_key: str | None = None) -> dict:
+    """Every step in order, in this process (the CLI's ``painting-ml run``; no Airflow)."""
+    trained = prepare_and_train(cfg, run_key)
+    version_id, run_id = trained["dataset_version_id"], trained["run_id"]
     summary = evaluate_step(run_id)
     summary["mosaics"] = mosaics_step(cfg, run_id)
     summary["dataset_version_id"] = version_id

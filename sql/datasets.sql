@@ -24,7 +24,8 @@ COPY dataset_items (version_id, filename, artist, label, split) FROM STDIN;
 SELECT artists, config, artist_counts FROM dataset_versions WHERE id = %(id)s;
 
 -- name: items
-SELECT i.filename, i.artist, i.label, i.split, COALESCE(p.reduced_path, p.data_root || '/' || p.rel_path)
+SELECT i.filename, i.artist, i.label, i.split, COALESCE(p.reduced_path, p.data_root || '/' || p.rel_path),
+       NULLIF(btrim(p.style), ''), NULLIF(btrim(p.genre), '')
 FROM dataset_items i JOIN paintings p USING (filename)
 WHERE i.version_id = %(id)s
 ORDER BY i.split, i.label, i.filename;

@@ -11,34 +11,64 @@ RETURNING id, run_dir;
 UPDATE runs SET run_dir = %(dir)s WHERE id = %(id)s AND run_dir = '';
 
 -- name: upsert_epoch
-INSERT INTO epochs (run_id, epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds)
-VALUES (%(run)s, %(epoch)s, %(loss)s, %(accuracy)s, %(val_loss)s, %(val_accuracy)s, %(lr)s, %(seconds)s)
+INSERT INTO epochs (run_id, epoch, phase, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds, metrics)
+VALUES (%(run)s, %(epoch)s, %(phase)s, %(loss)s, %(accuracy)s, %(val_loss)s, %(val_accuracy)s, %(lr)s,
+        %(seconds)s, %(metrics)s)
 ON CONFLICT (run_id, epoch) DO UPDATE SET
-    loss = EXCLUDED.loss, accuracy = EXCLUDED.accuracy, val_loss = EXCLUDED.val_loss,
+    phase = EXCLUDED.phase, loss = EXCLUDED.loss, accuracy = EXCLUDED.accuracy, val_loss = EXCLUDED.val_loss,
     val_accuracy = EXCLUDED.val_accuracy, learning_rate = EXCLUDED.learning_rate,
-    seconds = EXCLUDED.seconds;
+    seconds = EXCLUDED.seconds, metrics = EXCLUDED.metrics;
+
+-- name: best_val_accuracy
+SELECT max(val_accuracy) FROM epochs WHERE run_id = %(id)s;
+
+-- name: epochs_of_run
+SELECT epoch, phase, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
+FROM epochs WHERE run_id = %(id)s ORDER BY epoch;
+
+-- name: set_classes
+UPDATE runs SET classes = %(classes)s WHERE id = %(id)s;
 
 -- name: finish_training
 UPDATE runs SET status = 'trained', model_path = %(model)s WHERE id = %(id)s;
 
 -- name: get_run
-SELECT id, run_key, dataset_version_id, config, status, run_dir, model_path FROM runs WHERE id = %(id)s;
+SELECT id, run_key, dataset_version_id, config, status, run_dir, model_path, classes FROM runs WHERE id = %(id)s;
 
 -- name: delete_metrics
-DELETE FROM artist_metrics WHERE run_id = %(id)s;
+DELETE FROM class_metrics WHERE run_id = %(id)s;
 
 -- name: insert_metric
-INSERT INTO artist_metrics (run_id, artist, precision, recall, f1, support, accuracy)
-VALUES (%(run)s, %(artist)s, %(precision)s, %(recall)s, %(f1)s, %(support)s, %(accuracy)s);
+INSERT INTO class_metrics (run_id, target, label, precision, recall, f1, support, accuracy)
+VALUES (%(run)s, %(target)s, %(label)s, %(precision)s, %(recall)s, %(f1)s, %(support)s, %(accuracy)s);
+
+-- name: delete_confusion
+DELETE FROM confusion WHERE run_id = %(id)s;
+
+-- name: insert_confusion
+INSERT INTO confusion (run_id, target, true_label, predicted_label, count)
+VALUES (%(run)s, %(target)s, %(true)s, %(pred)s, %(count)s);
+
+-- name: delete_verification
+DELETE FROM verification WHERE run_id = %(id)s;
+
+-- name: insert_verification
+INSERT INTO verification (run_id, subset, score, auc, n_pairs, n_positive)
+VALUES (%(run)s, %(subset)s, %(score)s, %(auc)s, %(n_pairs)s, %(n_positive)s);
+
+-- name: class_metrics
+SELECT target, label, precision, recall, f1, support, accuracy FROM class_metrics
+WHERE run_id = %(id)s ORDER BY target, label;
 
 -- name: delete_predictions
 DELETE FROM predictions WHERE run_id = %(id)s;
 
 -- name: copy_predictions
-COPY predictions (run_id, filename, true_artist, predicted_artist, confidence) FROM STDIN;
+COPY predictions (run_id, filename, true_artist, predicted_artist, confidence, top3, other_targets) FROM STDIN;
 
 -- name: finish_evaluation
-UPDATE runs SET status = 'evaluated', test_accuracy = %(acc)s, macro_f1 = %(f1)s, finished_at = now()
+UPDATE runs SET status = 'evaluated', test_accuracy = %(acc)s, macro_f1 = %(f1)s, top3_accuracy = %(top3)s,
+    open_set_auroc = %(auroc)s, summary = %(summary)s, finished_at = now()
 WHERE id = %(id)s;
 
 -- name: artist_metrics
@@ -61,3 +91,6 @@ SELECT id FROM runs WHERE status = 'evaluated' ORDER BY finished_at DESC, id DES
 
 -- name: run_summary
 SELECT id, test_accuracy, macro_f1, run_dir FROM runs WHERE id = %(id)s;
+
+-- name: current_champion
+SELECT run_id FROM champion;

@@ -94,15 +94,53 @@ CREATE TABLE IF NOT EXISTS epochs (
     PRIMARY KEY (run_id, epoch)
 );
 
-CREATE TABLE IF NOT EXISTS artist_metrics (
+-- Per-class test metrics of a run, for every target it predicts (artist, style, genre).
+CREATE TABLE IF NOT EXISTS class_metrics (
     run_id     integer NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    artist     text NOT NULL,
+    target     text NOT NULL,               -- artist / style / genre
+    label      text NOT NULL,               -- the artist (style, genre) name
     precision  double precision NOT NULL,
     recall     double precision NOT NULL,
     f1         double precision NOT NULL,
     support    integer NOT NULL,
-    accuracy   double precision NOT NULL,   -- share of this artist's test paintings named correctly
-    PRIMARY KEY (run_id, artist)
+    accuracy   double precision NOT NULL,   -- share of this class's test paintings named correctly
+    PRIMARY KEY (run_id, target, label)
+);
+
+-- artist_metrics was a table in the first release; it is now the artist rows of class_metrics.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_class WHERE relname = 'artist_metrics' AND relkind = 'r'
+               AND relnamespace = 'public'::regnamespace) THEN
+        INSERT INTO class_metrics (run_id, target, label, precision, recall, f1, support, accuracy)
+        SELECT run_id, 'artist', artist, precision, recall, f1, support, accuracy FROM artist_metrics
+        ON CONFLICT DO NOTHING;
+        DROP TABLE artist_metrics;
+    END IF;
+END $$;
+CREATE OR REPLACE VIEW artist_metrics AS
+SELECT run_id, label AS artist, precision, recall, f1, support, accuracy
+FROM class_metrics WHERE target = 'artist';
+
+-- The confusion matrix of each target: how many test paintings of true_label were predicted as predicted_label.
+CREATE TABLE IF NOT EXISTS confusion (
+    run_id          integer NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    target          text NOT NULL,
+    true_label      text NOT NULL,
+    predicted_label text NOT NULL,
+    count           integer NOT NULL,
+    PRIMARY KEY (run_id, target, true_label, predicted_label)
+);
+
+-- Same-artist verification: pair AUC on held-out pairs, seen (test split) and unseen artists.
+CREATE TABLE IF NOT EXISTS verification (
+    run_id     integer NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    subset     text NOT NULL,               -- seen / unseen / all
+    score      text NOT NULL,               -- prob_product (P same class) / embedding_cosine
+    auc        double precision,            -- NULL when the subset has no negative or positive pair
+    n_pairs    integer NOT NULL,
+    n_positive integer NOT NULL,
+    PRIMARY KEY (run_id, subset, score)
 );
 
 CREATE TABLE IF NOT EXISTS predictions (
@@ -123,4 +161,33 @@ CREATE TABLE IF NOT EXISTS artifacts (
     sha256     text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, path)
+);
+
+-- Added with the training engine (multi-task, open-set, verification, resume).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS classes jsonb;             -- {target: [class names]}
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS top3_accuracy double precision;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS open_set_auroc double precision;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS summary jsonb;             -- every evaluation figure
+ALTER TABLE epochs ADD COLUMN IF NOT EXISTS phase integer NOT NULL DEFAULT 1;
+ALTER TABLE epochs ADD COLUMN IF NOT EXISTS metrics jsonb;           -- all Keras logs of the epoch
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS top3 jsonb;         -- [[artist, p], ...]
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS other_targets jsonb; -- {style: {true, predicted}, ...}
+
+-- Promotion gate: every decision with its reasons; the champion pointer is one row, updated in
+-- the same transaction as the decision that moves it.
+CREATE TABLE IF NOT EXISTS promotions (
+    id                 serial PRIMARY KEY,
+    run_id             integer NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    dataset_version_id integer NOT NULL,
+    champion_run_id    integer,                 -- the champion it was compared with (NULL: none yet)
+    candidate_f1       double precision,
+    champion_f1        double precision,
+    promoted           boolean NOT NULL,
+    reasons            jsonb NOT NULL,          -- ["macro-F1 0.91 >= 0.88", "recall of X fell 12 points > 5", ...]
+    decided_at         timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS champion (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    run_id      integer NOT NULL REFERENCES runs (id),
+    promoted_at timestamptz NOT NULL DEFAULT now()
 );

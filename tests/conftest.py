@@ -54,7 +54,8 @@ def db_url(server_url, painting_home) -> str:
     db.drop_database(server_url, url)
 
 
-TABLES = ["artifacts", "predictions", "artist_metrics", "epochs", "runs", "augmented_images",
+TABLES = ["champion", "promotions", "artifacts", "predictions", "class_metrics", "confusion", "verification",
+          "epochs", "runs", "augmented_images",
           "dataset_items", "dataset_versions", "rejects", "paintings"]
 
 
