@@ -4,8 +4,9 @@
 Retrains the painter classifier: **ingest** the Painter-by-Numbers CSV and images into Postgres →
 **select_artists** (top N by usable images, equalised to the smallest) → **split** (stratified,
 seeded, stored as a dataset version) → **augment** (offline flips of the train split) → **train**
-(Keras ResNet50 on queue `gpu`) → **evaluate** (per-artist precision/recall/F1/support/accuracy in
-Postgres) → **mosaics** (one PNG per artist of the test paintings predicted as that artist).
+(Keras ResNet50/101/18, single- or multi-task, on queue `gpu`) → **evaluate** (per-class
+precision/recall/F1/support/accuracy, confusion matrix, top-3, open-set AUROC on unseen artists,
+same-artist verification AUC, all in Postgres) → **mosaics** (one PNG per artist of the test paintings predicted as that artist).
 
 Trigger it by hand from the UI to change any of the Params below. All logic lives in `painting_ml`.
 """
@@ -55,8 +56,36 @@ def _config():
                             description="Square training size; 32-64 on CPU, 224 on a GPU."),
         "batch_size": Param(32, type="integer", minimum=1, maximum=4096, title="Batch size",
                             description="Images per training step."),
-        "optimizer": Param("adam", type="string", enum=["adam", "rmsprop", "sgd"], title="Optimizer",
-                           description="Keras optimizer used for training."),
+        "backbone": Param("resnet50", type="string", enum=["resnet50", "resnet101", "resnet18"], title="Backbone",
+                          description="ResNet50 (default), ResNet101 or ResNet18 (basic blocks)."),
+        "weights": Param(None, type=["null", "string"], title="Backbone weights",
+                         description="Empty: random init; 'imagenet' where downloads work; or the path of a "
+                                     "local weights file without top (the offline path)."),
+        "targets": Param(["artist"], type="array", minItems=1, maxItems=3, uniqueItems=True,
+                         items={"type": "string", "enum": ["artist", "style", "genre"]}, title="Targets",
+                         description="What the model predicts: artist, plus style and/or genre for multi-task."),
+        "loss_weights": Param({}, type="object", additionalProperties={"type": "number", "minimum": 0},
+                              title="Loss weights", description="Per-target loss weight, e.g. {\"style\": 0.5}; missing = 1."),
+        "fine_tune": Param("all", type="string", enum=["all", "frozen", "last_k", "two_phase"], title="Fine-tuning",
+                           description="all: train everything; frozen: head only; last_k: last `fine_tune_stages` "
+                                       "stages; two_phase: head first, then unfreeze at a lower LR."),
+        "fine_tune_stages": Param(1, type="integer", minimum=1, maximum=5, title="Stages to fine-tune",
+                                  description="ResNet stages (of 5) trained by last_k and by two_phase's 2nd phase."),
+        "head_epochs": Param(1, type="integer", minimum=1, title="Head epochs (two_phase)",
+                             description="Epochs of phase 1 (backbone frozen) in two_phase; must be < epochs."),
+        "optimizer": Param("adam", type="string", enum=["adam", "adamw", "rmsprop", "sgd"], title="Optimizer",
+                           description="Keras optimizer used for training (sgd: momentum 0.9)."),
+        "gradient_accumulation_steps": Param(1, type="integer", minimum=1, maximum=1024,
+                                             title="Gradient accumulation steps",
+                                             description="Apply gradients every N batches (effective batch N x batch size)."),
+        "label_smoothing": Param(0.0, type="number", minimum=0, maximum=0.5, title="Label smoothing",
+                                 description="Cross-entropy label smoothing."),
+        "head_units": Param(256, type="integer", minimum=0, maximum=8192, title="Head units",
+                            description="ReLU dense layer before the outputs (0 = none)."),
+        "dropout": Param(0.4, type="number", minimum=0, maximum=0.95, title="Dropout",
+                         description="Dropout before the output layers."),
+        "l2": Param(0.01, type="number", minimum=0, maximum=1, title="L2",
+                    description="L2 penalty on the head's dense kernels."),
         "learning_rate": Param(1e-3, type="number", exclusiveMinimum=0, maximum=10, title="Learning rate",
                                description="Initial learning rate (reduced on plateau)."),
         "seed": Param(42, type="integer", minimum=0, title="Seed",

@@ -89,17 +89,31 @@ def create_backbone(cfg: RunConfig) -> keras.Model:
         backbone = factory(include_top=False, weights="imagenet" if weights == "imagenet" else None,
                            input_shape=shape, pooling=cfg.pooling)
     if weights not in (None, "imagenet"):
-        try:
-            backbone.load_weights(weights)
-        except (ValueError, KeyError, OSError) as exc:
-            raise ConfigError(f"weights file {weights!r} does not fit backbone {cfg.backbone}: {exc}. "
-                              "Use the weights of the same architecture saved without its top") from exc
+        _load_backbone_weights(backbone, weights, cfg.backbone)
     # Keras' default momentum (0.99) leaves the moving statistics unsettled after the ~100 steps
     # of a small run, so inference-mode accuracy stays at chance; 0.9 settles them.
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = cfg.bn_momentum
     return backbone
+
+
+def _load_backbone_weights(backbone: keras.Model, path: str, name: str) -> None:
+    """Load a weights file strictly: Keras only warns ("Skipping ...") when parts of a file do
+    not match and keeps fresh weights there; here any such mismatch is an error."""
+    import warnings
+
+    fix = "use the weights of the same architecture saved without its top (include_top=False)"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            backbone.load_weights(path)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ConfigError(f"weights file {path!r} does not fit backbone {name}: {exc}; {fix}") from exc
+    skipped = [str(w.message) for w in caught if "Skipping" in str(w.message) or "mismatch" in str(w.message)]
+    if skipped:
+        raise ConfigError(f"weights file {path!r} does not fit backbone {name} ({len(skipped)} parts did not "
+                          f"match, e.g. {skipped[0][:160]}); {fix}")
 
 
 # --- fine-tuning ------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def test_dagbag_has_no_import_errors(tmp_path):
         "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()},\n"
         "  'dags': sorted(bag.dags), 'tasks': [t.task_id for t in d.topological_sort()],\n"
         "  'queues': {t.task_id: t.queue for t in d.tasks},\n"
-        "  'params': sorted(d.params.keys()),\n"
+        "  'params': sorted(d.params.keys()), 'defaults': {k: d.params[k] for k in d.params},\n"
         "  'bad': [], 'titles': all(d.params.get_param(k).schema.get('title') for k in d.params)}))\n",
         tmp_path,
     )
@@ -39,6 +39,13 @@ def test_dagbag_has_no_import_errors(tmp_path):
     assert {"data_dir", "n_artists", "epochs", "image_size", "batch_size", "optimizer", "strategy", "artists",
             "augment", "online_augment"} <= set(result["params"])
     assert result["titles"] is True
+    assert {"backbone", "weights", "targets", "fine_tune", "gradient_accumulation_steps", "label_smoothing"} <= set(result["params"])
+    # Every Param is a RunConfig key, and the form's defaults make a valid config.
+    from painting_ml.config import RunConfig
+
+    assert set(result["params"]) <= set(RunConfig.known_keys())
+    cfg = RunConfig.from_params(result["defaults"])
+    assert cfg.targets == ("artist",) and cfg.backbone == "resnet50"
 
 
 def test_invalid_params_are_refused_at_trigger(tmp_path):
@@ -47,7 +54,9 @@ def test_invalid_params_are_refused_at_trigger(tmp_path):
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"d = DagBag(dag_folder={str(REPO / 'dags')!r}).dags['painting_retrain']\n"
         "out = {}\n"
-        "for k, v in [('optimizer', 'lion'), ('epochs', 0), ('augment', ['twirl']), ('n_artists', 'ten')]:\n"
+        "for k, v in [('optimizer', 'lion'), ('epochs', 0), ('augment', ['twirl']), ('n_artists', 'ten'),\n"
+        "             ('targets', ['artist', 'mood']), ('backbone', 'vgg16'), ('fine_tune', 'some'),\n"
+        "             ('label_smoothing', 0.9), ('loss_weights', {'style': -1})]:\n"
         "    p = copy.deepcopy(d.params)\n"
         "    try:\n"
         "        p.update({k: v}); p.validate(); out[k] = 'accepted'\n"
