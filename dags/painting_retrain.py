@@ -6,7 +6,8 @@ Retrains the painter classifier: **ingest** the Painter-by-Numbers CSV and image
 seeded, stored as a dataset version) → **augment** (offline flips of the train split) → **train**
 (Keras ResNet50/101/18, single- or multi-task, on queue `gpu`) → **evaluate** (per-class
 precision/recall/F1/support/accuracy, confusion matrix, top-3, open-set AUROC on unseen artists,
-same-artist verification AUC, all in Postgres) → **mosaics** (one PNG per artist of the test paintings predicted as that artist).
+same-artist verification AUC, all in Postgres) → **mosaics** (per artist: its real test paintings, and the paintings predicted as it) →
+**report** (`report.html` with metrics tables, plots and mosaics).
 
 Trigger it by hand from the UI to change any of the Params below. All logic lives in `painting_ml`.
 """
@@ -134,12 +135,19 @@ def painting_retrain():
         return training_run
 
     @task
-    def mosaics(training_run: int) -> str:
+    def mosaics(training_run: int) -> int:
         from painting_ml.pipeline import mosaics_step
 
-        return mosaics_step(_config(), training_run)
+        mosaics_step(_config(), training_run)
+        return training_run
 
-    mosaics(evaluate(train(augment(split(select_artists(ingest()))))))
+    @task
+    def report(training_run: int) -> str:
+        from painting_ml.pipeline import report_step
+
+        return report_step(training_run)
+
+    report(mosaics(evaluate(train(augment(split(select_artists(ingest())))))))
 
 
 painting_retrain()

@@ -101,9 +101,10 @@ def augment_version(version_id: int, transforms: tuple[str, ...], url: str | Non
         done = {(r[0], r[1]) for r in conn.execute(db.sql("augment", "existing"), {"id": version_id})
                 if Path(r[2]).is_file()}
         rows = []
-        for item in items:
-            if item.split != "train":
-                continue
+        from painting_ml.progress import progress
+
+        train = [i for i in items if i.split == "train"]
+        for item in progress(train, "augment", unit="img"):
             todo = [t for t in transforms if (item.filename, t) not in done]
             if not todo:
                 continue

@@ -218,7 +218,10 @@ def plan_ingest(data_dir: Path, workers: int = 4, reduced_dir: Path | None = Non
         candidates.append((line_no, row, rel))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
-        probes = list(pool.map(lambda c: probe_image(data_dir / c[2], reduced_dir=reduced_dir), candidates))
+        from painting_ml.progress import progress
+
+        probes = list(progress(pool.map(lambda c: probe_image(data_dir / c[2], reduced_dir=reduced_dir), candidates),
+                               "ingest: decoding images", total=len(candidates), unit="img"))
 
     for (line_no, row, rel), probe in zip(candidates, probes):
         filename = row["new_filename"].strip()

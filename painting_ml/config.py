@@ -82,6 +82,8 @@ class RunConfig:
             sets (Keras' 0.99 leaves inference-mode accuracy at chance after ~100 steps).
         seed: one seed for selection, split, augmentation and weight init.
         wandb: log the run to Weights & Biases (mode from ``WANDB_MODE``, offline by default).
+        mosaic_thumb, mosaic_columns, mosaic_max_tiles: mosaic thumbnail size (px), grid columns
+            and the most thumbnails per mosaic.
     """
 
     data_dir: str
@@ -131,6 +133,8 @@ class RunConfig:
     seed: int = 42
     wandb: bool = True
     mosaic_thumb: int = 96
+    mosaic_columns: int = 6
+    mosaic_max_tiles: int = 36
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -153,7 +157,7 @@ class RunConfig:
         elif self.strategy == "list":
             raise ConfigError("strategy='list' needs artists=[...]: the names of the artists to train on")
         for name in ("n_artists", "min_per_artist", "image_size", "batch_size", "epochs", "seed", "cap",
-                     "unseen_limit", "fine_tune_stages", "head_epochs", "gradient_accumulation_steps",
+                     "unseen_limit", "mosaic_columns", "mosaic_max_tiles", "mosaic_thumb", "fine_tune_stages", "head_epochs", "gradient_accumulation_steps",
                      "lr_patience", "early_stopping_patience", "head_units"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -206,6 +210,8 @@ class RunConfig:
         _check_range("l2", self.l2, 0.0, 1.0)
         _check_range("bn_momentum", self.bn_momentum, 0.0, 0.999)
         _check_range("mosaic_thumb", self.mosaic_thumb, 16, 512)
+        _check_range("mosaic_columns", self.mosaic_columns, 1, 50)
+        _check_range("mosaic_max_tiles", self.mosaic_max_tiles, 1, 10_000)
         _check_range("aug_rotation", self.aug_rotation, 0.0, 180.0)
         _check_range("aug_shift", self.aug_shift, 0.0, 0.9)
         _check_range("aug_shear", self.aug_shear, 0.0, 1.0)

@@ -16,7 +16,7 @@ from painting_ml.settings import get_settings
 
 def run_demo(artists: int = 10, per_artist: int = 40, epochs: int = 3, image_size: int = 64) -> int:
     """Run the demo; return the evaluated run id."""
-    from painting_ml.cli import format_artist_table
+    from painting_ml.cli import format_artist_table, format_summary
     from painting_ml.evaluation import artist_table
     from painting_ml.synth import generate
 
@@ -39,8 +39,8 @@ def run_demo(artists: int = 10, per_artist: int = 40, epochs: int = 3, image_siz
         run = db.fetch_dicts(conn, db.sql("runs", "run_summary"), {"id": row[0]})[0]
     print(f"\n[demo] per-artist test metrics of run {run['id']} (read back from Postgres):")
     print(format_artist_table(artist_table(run["id"], url)))
-    print(f"[demo] test accuracy {run['test_accuracy']:.3f} (chance {1 / artists:.3f}), "
-          f"macro F1 {run['macro_f1']:.3f}")
+    print("[demo] " + format_summary(run["summary"]))
     print(f"[demo] mosaics: {run['run_dir']}/mosaics")
+    print(f"[demo] report: {run['run_dir']}/report.html")
     print(f"[demo] finished in {time.perf_counter() - t0:.0f} s")
     return int(run["id"])

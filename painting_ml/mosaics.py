@@ -1,8 +1,8 @@
 """Per-artist mosaics of a run's test predictions, and the artifact registry they are recorded in.
 
-For each artist one PNG shows the test paintings the model attributed to that artist; each
-thumbnail keeps its aspect ratio and gets a green (correct) or red (wrong) border, and wrong ones
-name the true artist. Files are written atomically and registered in ``artifacts``; re-rendering
+For each artist two PNGs: the test paintings the model attributed to that artist, and that
+artist's real test paintings. Each thumbnail keeps its aspect ratio and gets a green (correct) or
+red (wrong) border; wrong ones name the true artist (or, in the real mosaic, the predicted one). Files are written atomically and registered in ``artifacts``; re-rendering
 replaces both file and row.
 """
 
@@ -79,9 +79,46 @@ def record_artifact(conn, run_id: int, kind: str, path: Path) -> None:
     })
 
 
+def artist_slugs(artists: list[str]) -> dict[str, str]:
+    """File-name slugs, unique within the run (two names that fold to one slug get a hash suffix)."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for artist in artists:
+        slug = slugify(artist)
+        if slug in taken:
+            slug = f"{slug}-{hashlib.sha1(artist.encode()).hexdigest()[:6]}"
+        taken.add(slug)
+        out[artist] = slug
+    return out
+
+
+def mosaic_tiles(preds: list[dict], artist: str, kind: str, max_tiles: int) -> tuple[list[dict], str]:
+    """The tiles and title of one mosaic.
+
+    ``predicted``: the test paintings the model attributed to ``artist`` (wrong ones name the true
+    artist; the figure is the precision). ``real``: ``artist``'s own test paintings (wrong ones name
+    what the model said; the figure is the artist's accuracy).
+    """
+    if kind == "predicted":
+        mine = [p for p in preds if p["predicted_artist"] == artist]
+        ok = [p["true_artist"] == artist for p in mine]
+        captions = ["" if good else f"really {p['true_artist']}" for p, good in zip(mine, ok)]
+        rate = f"{sum(ok) / len(mine):.0%} correct" if mine else "none"
+        title = f"Predicted as {artist}: {len(mine)} test paintings, {rate}"
+    else:
+        mine = [p for p in preds if p["true_artist"] == artist]
+        ok = [p["predicted_artist"] == artist for p in mine]
+        captions = ["" if good else f"as {p['predicted_artist']}" for p, good in zip(mine, ok)]
+        rate = f"accuracy {sum(ok) / len(mine):.0%}" if mine else "no test paintings"
+        title = f"Real paintings by {artist}: {len(mine)} in test, {rate}"
+    tiles = [{"path": p["path"], "correct": good, "caption": c} for p, good, c in zip(mine, ok, captions)]
+    return tiles[:max_tiles], title
+
+
 def render_run_mosaics(run_id: int, url: str | None = None, thumb: int = 96, columns: int = 6,
                        max_tiles: int = 36) -> Path:
-    """Write one ``predicted_<artist>.png`` per artist of the run; return their folder."""
+    """Write ``predicted_<artist>.png`` and ``real_<artist>.png`` per artist of the run, record
+    them in ``artifacts`` and return their folder."""
     with db.connect(url) as conn:
         run = conn.execute(db.sql("runs", "get_run"), {"id": run_id}).fetchone()
         if run is None:
@@ -89,17 +126,16 @@ def render_run_mosaics(run_id: int, url: str | None = None, thumb: int = 96, col
         run_dir = Path(run[5])
         artists = list(conn.execute(db.sql("datasets", "get_version"), {"id": run[2]}).fetchone()[0])
         preds = db.fetch_dicts(conn, db.sql("runs", "predictions_with_paths"), {"id": run_id})
-        out = run_dir / "mosaics"
-        out.mkdir(parents=True, exist_ok=True)
-        for artist in artists:
-            mine = [p for p in preds if p["predicted_artist"] == artist]
-            correct = sum(p["true_artist"] == artist for p in mine)
-            precision = f"{correct / len(mine):.0%}" if mine else "n/a"
-            tiles = [{"path": p["path"], "correct": p["true_artist"] == artist,
-                      "caption": "" if p["true_artist"] == artist else f"really {p['true_artist']}"}
-                     for p in mine[:max_tiles]]
-            title = f"Predicted as {artist}: {len(mine)} test paintings, {precision} correct"
-            path = out / f"predicted_{slugify(artist)}.png"
+    out = run_dir / "mosaics"
+    out.mkdir(parents=True, exist_ok=True)
+    from painting_ml.progress import progress
+
+    slugs = artist_slugs(artists)
+    for artist in progress(artists, "mosaics"):
+        for kind in ("predicted", "real"):
+            tiles, title = mosaic_tiles(preds, artist, kind, max_tiles)
+            path = out / f"{kind}_{slugs[artist]}.png"
             write_atomic(render_mosaic(title, tiles, thumb, columns), path, format="PNG")
-            record_artifact(conn, run_id, "mosaic", path)
+            with db.connect(url) as conn:
+                record_artifact(conn, run_id, f"mosaic_{kind}", path)
     return out

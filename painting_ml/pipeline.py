@@ -55,7 +55,14 @@ def evaluate_step(run_id: int) -> dict:
 def mosaics_step(cfg: RunConfig, run_id: int) -> str:
     from painting_ml.mosaics import render_run_mosaics
 
-    return str(render_run_mosaics(run_id, thumb=cfg.mosaic_thumb))
+    return str(render_run_mosaics(run_id, thumb=cfg.mosaic_thumb, columns=cfg.mosaic_columns,
+                                  max_tiles=cfg.mosaic_max_tiles))
+
+
+def report_step(run_id: int) -> str:
+    from painting_ml.report import render_report
+
+    return str(render_report(run_id))
 
 
 def prepare_and_train(cfg: RunConfig, run_key: str | None = None) -> dict:
@@ -78,5 +85,6 @@ def run_all(cfg: RunConfig, run_key: str | None = None) -> dict:
     version_id, run_id = trained["dataset_version_id"], trained["run_id"]
     summary = evaluate_step(run_id)
     summary["mosaics"] = mosaics_step(cfg, run_id)
+    summary["report"] = report_step(run_id)
     summary["dataset_version_id"] = version_id
     return summary

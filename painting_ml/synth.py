@@ -211,7 +211,9 @@ def generate(
 
     rows: list[dict[str, object]] = []
     n = 0
-    for a, (style, count) in enumerate(zip(styles, counts)):
+    from painting_ml.progress import progress
+
+    for a, (style, count) in progress(list(enumerate(zip(styles, counts))), "synth: artists"):
         test_only = a >= artists
         for j in range(count):
             img_rng = np.random.default_rng([seed, a, j])

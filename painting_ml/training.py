@@ -236,6 +236,8 @@ def _fit_phase(model, cfg: RunConfig, phase: Phase, run_id: int, run_dir: Path, 
     # BackupAndRestore hands the restored epoch to fit through this attribute, and it outlives
     # the call; clear it so a restored phase 1 does not shift phase 2's first epoch.
     model._initial_epoch = None
+    from painting_ml.progress import enabled as progress_enabled
+
     model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=phase.start,
-              callbacks=callbacks, verbose=2)
+              callbacks=callbacks, verbose=1 if progress_enabled() else 2)
     _atomic_save_weights(model, done)

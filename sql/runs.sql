@@ -90,7 +90,7 @@ ON CONFLICT (run_id, path) DO UPDATE SET kind = EXCLUDED.kind, bytes = EXCLUDED.
 SELECT id FROM runs WHERE status = 'evaluated' ORDER BY finished_at DESC, id DESC LIMIT 1;
 
 -- name: run_summary
-SELECT id, test_accuracy, macro_f1, run_dir FROM runs WHERE id = %(id)s;
+SELECT id, test_accuracy, macro_f1, run_dir, summary FROM runs WHERE id = %(id)s;
 
 -- name: current_champion
 SELECT run_id FROM champion;

@@ -33,7 +33,7 @@ def test_dagbag_has_no_import_errors(tmp_path):
     )
     assert result["errors"] == {}
     assert "painting_retrain" in result["dags"]
-    assert result["tasks"] == ["ingest", "select_artists", "split", "augment", "train", "evaluate", "mosaics"]
+    assert result["tasks"] == ["ingest", "select_artists", "split", "augment", "train", "evaluate", "mosaics", "report"]
     assert result["queues"]["train"] == "gpu"
     assert {q for t, q in result["queues"].items() if t != "train"} == {"default"}
     assert {"data_dir", "n_artists", "epochs", "image_size", "batch_size", "optimizer", "strategy", "artists",
