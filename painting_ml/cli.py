@@ -214,6 +214,65 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     run_demo(artists=args.artists, per_artist=args.per_artist, epochs=args.epochs, image_size=args.image_size)
 
 
+def _cmd_sql(args: argparse.Namespace) -> None:
+    from painting_ml.queries import list_queries, run_query
+
+    if args.list or not args.name:
+        for q in list_queries():
+            params = " ".join(f"[{p.name}={p.default}]" if p.default else f"{p.name}=..." for p in q.params)
+            print(f"{q.name:<22} {q.description}" + (f"\n{'':<22} params: {params}" if params else ""))
+        return
+    params = {}
+    for pair in args.param or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise PaintingMLError(f"--param {pair!r}: write name=value")
+        params[key.strip()] = value
+    columns, rows = run_query(args.name, params)
+    _print_rows(columns, rows, "json" if args.json else "csv" if args.csv else "table")
+
+
+def _cmd_runs(args: argparse.Namespace) -> None:
+    from painting_ml.queries import run_query
+
+    columns, rows = run_query("compare_runs", {"limit": str(args.limit)})
+    _print_rows(columns, rows, "json" if args.json else "table")
+
+
+def _jsonable(v):
+    import datetime
+    import decimal
+
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, (datetime.date, datetime.datetime)):
+        return v.isoformat()
+    return v
+
+
+def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
+    """Rows as an aligned text table, JSON (a list of objects) or CSV."""
+    if fmt == "json":
+        print(json.dumps([{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows]))
+        return
+    if fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows([["" if v is None else (json.dumps(v) if isinstance(v, (dict, list)) else v) for v in r]
+                     for r in rows])
+        return
+    cells = [[("" if v is None else json.dumps(v) if isinstance(v, (dict, list)) else str(_jsonable(v))) for v in r]
+             for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
 def format_artist_table(rows: list[dict]) -> str:
     """A fixed-width table of per-artist metrics."""
     width = max([len("artist")] + [len(r["artist"]) for r in rows])
@@ -286,6 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", type=int)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_metrics)
+
+    p = sub.add_parser("sql", help="run a named query from sql/queries (list them with --list)")
+    p.add_argument("name", nargs="?", help="query name, e.g. latest_metrics, compare_runs, confused_pairs")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="query parameter (repeatable)")
+    p.add_argument("--list", action="store_true", help="list the named queries and their parameters")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    p.set_defaults(func=_cmd_sql)
+
+    p = sub.add_parser("runs", help="list recent runs with their key metrics")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_runs)
 
     p = sub.add_parser("demo", help="generate a set and run the painting_retrain DAG with real Airflow")
     p.add_argument("--artists", type=int, default=10)

@@ -157,6 +157,7 @@ def migrate(url: str | None = None) -> None:
         # A transaction-scoped advisory lock keeps concurrent migrations from racing.
         conn.execute("SELECT pg_advisory_xact_lock(7061)")
         conn.execute(load_sql("schema"))
+        conn.execute(load_sql("views"))
 
 
 def fetch_dicts(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict[str, Any]]:

@@ -1,0 +1,53 @@
+-- Views over results, for people who query the painting database with SQL.
+-- Applied by `painting-ml migrate` (and every run) after schema.sql; dropped and re-created, so
+-- changing a view never needs a manual step.
+
+DROP VIEW IF EXISTS latest_artist_metrics, run_comparison, confused_pairs, champion_history, reject_summary;
+
+-- The per-artist test metrics of the most recently evaluated run.
+CREATE VIEW latest_artist_metrics AS
+SELECT r.id AS run_id, r.finished_at, m.artist, m.precision, m.recall, m.f1, m.support, m.accuracy
+FROM artist_metrics m
+JOIN runs r ON r.id = m.run_id
+WHERE r.id = (SELECT id FROM runs WHERE status = 'evaluated' ORDER BY finished_at DESC, id DESC LIMIT 1);
+
+-- One row per run with what people compare runs by: config, data, headline metrics, champion.
+CREATE VIEW run_comparison AS
+SELECT r.id AS run_id, r.run_key, r.status, r.dataset_version_id,
+       r.config ->> 'backbone' AS backbone, r.config ->> 'optimizer' AS optimizer,
+       (r.config ->> 'learning_rate')::double precision AS learning_rate,
+       r.config ->> 'fine_tune' AS fine_tune,
+       (SELECT string_agg(t, '+') FROM jsonb_array_elements_text(r.config -> 'targets') t) AS targets,
+       (r.config ->> 'image_size')::int AS image_size,
+       (SELECT count(*) FROM epochs e WHERE e.run_id = r.id) AS epochs_run,
+       (SELECT max(e.val_accuracy) FROM epochs e WHERE e.run_id = r.id) AS best_val_accuracy,
+       r.test_accuracy, r.top3_accuracy, r.macro_f1, r.open_set_auroc,
+       (SELECT v.auc FROM verification v WHERE v.run_id = r.id AND v.subset = 'seen'
+        AND v.score = 'embedding_cosine') AS verification_auc_seen,
+       (SELECT v.auc FROM verification v WHERE v.run_id = r.id AND v.subset = 'unseen'
+        AND v.score = 'embedding_cosine') AS verification_auc_unseen,
+       EXISTS (SELECT 1 FROM champion c WHERE c.run_id = r.id) AS is_champion,
+       r.started_at, r.finished_at
+FROM runs r;
+
+-- Artist pairs the model mixes up: test paintings of true_artist predicted as predicted_artist.
+-- share_of_true is the share of all of true_artist's test paintings (the diagonal included).
+CREATE VIEW confused_pairs AS
+SELECT run_id, true_artist, predicted_artist, count, share_of_true
+FROM (SELECT c.run_id, c.true_label AS true_artist, c.predicted_label AS predicted_artist, c.count,
+             c.count::double precision
+                 / NULLIF(sum(c.count) OVER (PARTITION BY c.run_id, c.true_label), 0) AS share_of_true
+      FROM confusion c WHERE c.target = 'artist') all_cells
+WHERE true_artist <> predicted_artist;
+
+-- Every promotion decision, newest first, with the champion it was measured against.
+CREATE VIEW champion_history AS
+SELECT p.id AS decision_id, p.decided_at, p.run_id, p.promoted, p.candidate_f1, p.champion_run_id,
+       p.champion_f1, p.dataset_version_id, p.reasons,
+       (SELECT c.run_id FROM champion c) = p.run_id AS is_current_champion
+FROM promotions p;
+
+-- Rejected CSV rows by file and reason.
+CREATE VIEW reject_summary AS
+SELECT source_csv, reason, count(*) AS n_rows, min(line_no) AS first_line, max(line_no) AS last_line
+FROM rejects GROUP BY source_csv, reason;
