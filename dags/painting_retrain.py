@@ -1,39 +1,49 @@
 """
 ### painting_retrain
 
-Retrains the painter classifier: **ingest** the Painter-by-Numbers CSV and images into Postgres →
-**select_artists** (top N by usable images, equalised to the smallest) → **split** (stratified,
-seeded, stored as a dataset version) → **augment** (offline flips of the train split) → **train**
-(Keras ResNet50/101/18, single- or multi-task, on queue `gpu`) → **evaluate** (per-class
-precision/recall/F1/support/accuracy, confusion matrix, top-3, open-set AUROC on unseen artists,
-same-artist verification AUC, all in Postgres) → **mosaics** (per artist: its real test paintings, and the paintings predicted as it) →
-**report** (`report.html` with metrics tables, plots and mosaics).
+Retrains the painter classifier and keeps the best model as champion:
 
-Trigger it by hand from the UI to change any of the Params below. All logic lives in `painting_ml`.
+**ingest** (only when the data folder changed) → **select_artists** (top N by usable images,
+equalised) → **split** (stratified, seeded, stored as a dataset version) → **augment** (offline
+transforms of the train split) → **sweep** → **train** ×N, a mapped task, one per optimizer in
+`optimizers` (ResNet50/101/18, single- or multi-task, queue and pool `gpu`) → **evaluate** ×N
+(per-class metrics, confusion, top-3, open-set AUROC, verification AUC in Postgres) → **compare**
+(one plot of every run's curves; best by validation accuracy) → **promote** (the gate: macro-F1 at
+least the champion's on the same dataset version, no artist's recall down more than
+`max_recall_drop` points) → **mosaics** → **report** (`report.html`).
+
+Runs weekly (`PAINTING_RETRAIN_CRON`), whenever `painting_ingest` publishes the `painting_catalog`
+Asset, and by hand from the UI with the typed form below. All logic lives in `painting_ml`.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from painting_ml.orchestration import DEFAULT_ARGS, GPU_POOL, GPU_QUEUE, retrain_schedule
 from painting_ml.settings import get_settings
 
-DEFAULT_DATA_DIR = str(get_settings().data_dir / "demo")
+DEFAULT_DATA_DIR = str(get_settings().source_dir)
 
 
-def _config():
+def _config(**overrides):
     """The run config from this run's Params (validated; unknown keys refused)."""
+    import dataclasses
+
     from painting_ml.config import RunConfig
 
-    return RunConfig.from_params(dict(get_current_context()["params"]))
+    cfg = RunConfig.from_params(dict(get_current_context()["params"]))
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
 
 @dag(
     dag_id="painting_retrain",
-    schedule=None,
+    schedule=retrain_schedule(),
     catchup=False,
+    max_active_runs=4,
     doc_md=__doc__,
     tags=["painting_ml"],
+    default_args=DEFAULT_ARGS,
     params={
         "data_dir": Param(DEFAULT_DATA_DIR, type="string", minLength=1, title="Data folder",
                           description="Folder in the Kaggle layout: all_data_info.csv and train*/test images."),
@@ -74,8 +84,13 @@ def _config():
                                   description="ResNet stages (of 5) trained by last_k and by two_phase's 2nd phase."),
         "head_epochs": Param(1, type="integer", minimum=1, title="Head epochs (two_phase)",
                              description="Epochs of phase 1 (backbone frozen) in two_phase; must be < epochs."),
-        "optimizer": Param("adam", type="string", enum=["adam", "adamw", "rmsprop", "sgd"], title="Optimizer",
-                           description="Keras optimizer used for training (sgd: momentum 0.9)."),
+        "optimizers": Param(["adam", "rmsprop", "sgd"], type="array", minItems=1, uniqueItems=True,
+                            items={"type": "string", "enum": ["adam", "adamw", "rmsprop", "sgd"]},
+                            title="Optimizers to compare",
+                            description="One mapped training per optimizer (sgd: momentum 0.9); the best by "
+                                        "validation accuracy goes to the promotion gate."),
+        "max_recall_drop": Param(5.0, type="number", minimum=0, maximum=100, title="Max recall drop (points)",
+                                 description="Promotion gate: the most any artist's recall may fall against the champion."),
         "gradient_accumulation_steps": Param(1, type="integer", minimum=1, maximum=1024,
                                              title="Gradient accumulation steps",
                                              description="Apply gradients every N batches (effective batch N x batch size)."),
@@ -119,12 +134,17 @@ def painting_retrain():
         augment_step(_config(), version_id)
         return version_id
 
-    @task(queue="gpu")
-    def train(version_id: int) -> int:
+    @task
+    def sweep() -> list[str]:
+        return list(_config().optimizers)
+
+    @task(queue=GPU_QUEUE, pool=GPU_POOL)
+    def train(version_id: int, optimizer: str) -> int:
         from painting_ml.pipeline import train_step
 
         ctx = get_current_context()
-        cfg = _config()
+        cfg = _config(optimizer=optimizer)
+        # Stable across retries: a retried training finds its run and resumes from its checkpoint.
         return train_step(cfg, version_id, f"{ctx['dag'].dag_id}:{ctx['run_id']}:{cfg.fingerprint()}")
 
     @task
@@ -133,6 +153,19 @@ def painting_retrain():
 
         evaluate_step(training_run)
         return training_run
+
+    @task
+    def compare(training_runs: list[int]) -> int:
+        from painting_ml.pipeline import compare_step
+
+        return compare_step(list(training_runs))["best_run_id"]
+
+    @task
+    def promote(best_run: int) -> int:
+        from painting_ml.pipeline import promote_step
+
+        promote_step(_config(), best_run)
+        return best_run
 
     @task
     def mosaics(training_run: int) -> int:
@@ -147,7 +180,9 @@ def painting_retrain():
 
         return report_step(training_run)
 
-    report(mosaics(evaluate(train(augment(split(select_artists(ingest())))))))
+    version = augment(split(select_artists(ingest())))
+    runs = evaluate.expand(training_run=train.partial(version_id=version).expand(optimizer=sweep()))
+    report(mosaics(promote(compare(runs))))
 
 
 painting_retrain()

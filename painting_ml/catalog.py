@@ -11,6 +11,7 @@ again on the same data changes no counts.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
@@ -282,3 +283,45 @@ def ingest(data_dir: str | Path, url: str | None = None) -> IngestSummary:
                             paintings_total, rejects_total)
     log.info("ingested %s: %d loaded, %d rejected", data_dir, summary.loaded, summary.rejected)
     return summary
+
+
+def scan_fingerprint(data_dir: str | Path) -> tuple[str, int]:
+    """A hash of every CSV and image file under the data folder (relative path, size, mtime) and
+    the file count: it changes when a file is added, removed, replaced or touched."""
+    data_dir = Path(data_dir).resolve()
+    if not data_dir.is_dir():
+        raise DataError(f"data folder {data_dir} does not exist; set data_dir (or PAINTING_DATA_DIR) "
+                        "to the folder that holds all_data_info.csv")
+    entries = []
+    for root, dirs, files in os.walk(data_dir):
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith((".csv", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")):
+                p = Path(root) / name
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                entries.append(f"{p.relative_to(data_dir)}\x1f{st.st_size}\x1f{st.st_mtime_ns}")
+    h = hashlib.sha256("\x1e".join(entries).encode("utf-8", "surrogateescape"))
+    return h.hexdigest(), len(entries)
+
+
+def ingest_if_changed(data_dir: str | Path, url: str | None = None) -> dict | None:
+    """Ingest ``data_dir`` only when its files changed since the last ingest of that folder.
+
+    Returns the ingest summary, or None when nothing changed (the folder's fingerprint is stored
+    only after a successful ingest, so a failed one is retried next time).
+    """
+    root = str(Path(data_dir).resolve())
+    fingerprint, files = scan_fingerprint(root)
+    db.migrate(url)
+    with db.connect(url) as conn:
+        row = conn.execute(db.sql("ingest", "get_state"), {"root": root}).fetchone()
+    if row and row[0] == fingerprint:
+        log.info("no change under %s (%d files); nothing to ingest", root, files)
+        return None
+    summary = ingest(root, url).to_dict()
+    with db.connect(url) as conn:
+        conn.execute(db.sql("ingest", "set_state"), {"root": root, "fp": fingerprint, "files": files})
+    return {**summary, "files": files, "fingerprint": fingerprint[:16]}

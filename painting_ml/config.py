@@ -81,6 +81,10 @@ class RunConfig:
         bn_momentum: BatchNormalization momentum; 0.9 lets the moving statistics settle on small
             sets (Keras' 0.99 leaves inference-mode accuracy at chance after ~100 steps).
         seed: one seed for selection, split, augmentation and weight init.
+        optimizers: the optimizer sweep of the retraining DAG: one mapped training per name, then
+            the best by validation accuracy goes to the promotion gate.
+        max_recall_drop: promotion gate: the most (percentage points) any artist's recall may fall
+            against the champion.
         wandb: log the run to Weights & Biases (mode from ``WANDB_MODE``, offline by default).
         mosaic_thumb, mosaic_columns, mosaic_max_tiles: mosaic thumbnail size (px), grid columns
             and the most thumbnails per mosaic.
@@ -132,6 +136,8 @@ class RunConfig:
     bn_momentum: float = 0.9
     seed: int = 42
     wandb: bool = True
+    optimizers: tuple[str, ...] = ("adam", "rmsprop", "sgd")
+    max_recall_drop: float = 5.0
     mosaic_thumb: int = 96
     mosaic_columns: int = 6
     mosaic_max_tiles: int = 36
@@ -140,7 +146,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, str) or not self.data_dir.strip():
             raise ConfigError("data_dir is empty; pass the folder that holds all_data_info.csv")
-        for name in ("augment", "targets"):
+        for name in ("augment", "targets", "optimizers"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = [t.strip() for t in value.split(",") if t.strip()]
@@ -219,6 +225,12 @@ class RunConfig:
         _check_choice("resize_mode", self.resize_mode, ("crop", "pad"))
         _check_choice("cache", self.cache, ("memory", "disk", "none"))
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
+            raise ConfigError(f"optimizers={list(self.optimizers)!r}: list one or more distinct optimizers to "
+                              f"compare, from {', '.join(OPTIMIZERS)}")
+        for name in self.optimizers:
+            _check_choice("optimizer", name, OPTIMIZERS)
+        _check_range("max_recall_drop", self.max_recall_drop, 0.0, 100.0)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("backbone", self.backbone, BACKBONES)
         for t in self.augment:
@@ -259,6 +271,7 @@ class RunConfig:
         d["augment"] = list(self.augment)
         d["artists"] = list(self.artists)
         d["targets"] = list(self.targets)
+        d["optimizers"] = list(self.optimizers)
         return d
 
     def loss_weight(self, target: str) -> float:

@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def ingest_step(cfg: RunConfig) -> dict:
-    from painting_ml.catalog import ingest
+    """Ingest the data folder when its files changed since the last ingest (else a no-op)."""
+    from painting_ml.catalog import ingest_if_changed
 
-    return ingest(cfg.data_dir).to_dict()
+    return ingest_if_changed(cfg.data_dir) or {"unchanged": True, "data_dir": cfg.data_dir}
 
 
 def select_artists_step(cfg: RunConfig) -> dict:
@@ -57,6 +58,18 @@ def mosaics_step(cfg: RunConfig, run_id: int) -> str:
 
     return str(render_run_mosaics(run_id, thumb=cfg.mosaic_thumb, columns=cfg.mosaic_columns,
                                   max_tiles=cfg.mosaic_max_tiles))
+
+
+def compare_step(run_ids: list[int]) -> dict:
+    from painting_ml.comparison import compare_runs
+
+    return compare_runs(run_ids)
+
+
+def promote_step(cfg: RunConfig, run_id: int) -> dict:
+    from painting_ml.promotion import promote
+
+    return promote(run_id, cfg.max_recall_drop).to_dict()
 
 
 def report_step(run_id: int) -> str:

@@ -76,6 +76,8 @@ def render_report(run_id: int, url: str | None = None) -> Path:
             confusion_heatmap(names, confusion_matrix_from_rows(names, rows), plots_dir / f"confusion_{target}.png",
                               f"Confusion matrix — {target}")
             plots.append((f"plots/confusion_{target}.png", f"Confusion matrix ({target})"))
+    if (plots_dir / "comparison.png").is_file():
+        plots.append(("plots/comparison.png", "Optimizer comparison: every run of the sweep"))
     artist_rows = [r for r in metrics if r["target"] == "artist"]
     if artist_rows:
         f1_bars(artist_rows, plots_dir / "f1_artist.png", "F1 per artist (test)")
@@ -95,7 +97,8 @@ def render_report(run_id: int, url: str | None = None) -> Path:
     os.replace(tmp, path)
     with db.connect(url) as conn:
         for rel, _ in plots:
-            record_artifact(conn, run_id, "plot", run_dir / rel)
+            if rel != "plots/comparison.png":  # recorded by the comparison step as kind "comparison"
+                record_artifact(conn, run_id, "plot", run_dir / rel)
         record_artifact(conn, run_id, "report", path)
     return path
 

@@ -27,6 +27,10 @@ class Settings:
         wandb_mode: ``WANDB_MODE``; ``offline`` unless the user opts in to ``online``.
         sql_dir: folder holding ``schema.sql``, ``views.sql`` and ``queries/``.
         dags_dir: folder holding the DAG files.
+        source_dir: ``PAINTING_DATA_DIR``; the Kaggle-layout folder scheduled runs read
+            (default ``$PAINTING_HOME/data/demo``, where ``make demo`` generates its set).
+        retrain_cron: ``PAINTING_RETRAIN_CRON``; when scheduled retraining runs (weekly by default).
+        ingest_schedule: ``PAINTING_INGEST_SCHEDULE``; how often painting_ingest looks for changes.
     """
 
     home: Path
@@ -34,6 +38,9 @@ class Settings:
     wandb_mode: str
     sql_dir: Path
     dags_dir: Path
+    source_dir: Path | None = None
+    retrain_cron: str = "0 3 * * 1"
+    ingest_schedule: str = "@hourly"
 
     @property
     def data_dir(self) -> Path:
@@ -66,6 +73,10 @@ def _read() -> Settings:
         wandb_mode=wandb_mode,
         sql_dir=Path(os.environ.get("PAINTING_SQL_DIR", PROJECT_ROOT / "sql")),
         dags_dir=PROJECT_ROOT / "dags",
+        source_dir=Path(os.environ["PAINTING_DATA_DIR"]).expanduser() if os.environ.get("PAINTING_DATA_DIR")
+        else home / "data" / "demo",
+        retrain_cron=os.environ.get("PAINTING_RETRAIN_CRON", "0 3 * * 1"),
+        ingest_schedule=os.environ.get("PAINTING_INGEST_SCHEDULE", "@hourly"),
     )
 
 

@@ -51,3 +51,12 @@ COPY rejects (source_csv, line_no, filename, reason, detail) FROM STDIN;
 
 -- name: counts
 SELECT (SELECT count(*) FROM paintings), (SELECT count(*) FROM rejects);
+
+-- name: get_state
+-- The stored fingerprint counts only while the folder's paintings are still in the table.
+SELECT s.fingerprint FROM ingest_state s
+WHERE s.data_root = %(root)s AND EXISTS (SELECT 1 FROM paintings p WHERE p.data_root = s.data_root);
+
+-- name: set_state
+INSERT INTO ingest_state (data_root, fingerprint, files) VALUES (%(root)s, %(fp)s, %(files)s)
+ON CONFLICT (data_root) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, files = EXCLUDED.files, ingested_at = now();

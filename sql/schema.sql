@@ -186,8 +186,17 @@ CREATE TABLE IF NOT EXISTS promotions (
     reasons            jsonb NOT NULL,          -- ["macro-F1 0.91 >= 0.88", "recall of X fell 12 points > 5", ...]
     decided_at         timestamptz NOT NULL DEFAULT now()
 );
+CREATE UNIQUE INDEX IF NOT EXISTS promotions_run_idx ON promotions (run_id);  -- one decision per run
 CREATE TABLE IF NOT EXISTS champion (
     singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     run_id      integer NOT NULL REFERENCES runs (id),
     promoted_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- What painting_ingest saw last time in each data folder (file names, sizes, mtimes hashed).
+CREATE TABLE IF NOT EXISTS ingest_state (
+    data_root   text PRIMARY KEY,
+    fingerprint text NOT NULL,
+    files       integer NOT NULL,
+    ingested_at timestamptz NOT NULL DEFAULT now()
 );

@@ -24,28 +24,43 @@ def test_dagbag_has_no_import_errors(tmp_path):
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(REPO / 'dags')!r})\n"
         "d = bag.dags['painting_retrain']\n"
+        "i = bag.dags['painting_ingest']\n"
         "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()},\n"
-        "  'dags': sorted(bag.dags), 'tasks': [t.task_id for t in d.topological_sort()],\n"
-        "  'queues': {t.task_id: t.queue for t in d.tasks},\n"
+        "  'dags': sorted(bag.dags), 'tasks': sorted(t.task_id for t in d.tasks),\n"
+        "  'upstream': {t.task_id: sorted(t.upstream_task_ids) for t in d.tasks},\n"
+        "  'queues': {t.task_id: t.queue for t in d.tasks}, 'pools': {t.task_id: t.pool for t in d.tasks},\n"
+        "  'retries': {t.task_id: t.retries for t in d.tasks},\n"
+        "  'mapped': sorted(t.task_id for t in d.tasks if 'MappedOperator' in type(t).__name__),\n"
+        "  'schedule': type(d.timetable).__name__, 'timetable': repr(d.timetable.timetable),\n"
+        "  'retrain_assets': [a.name for a in d.timetable.asset_condition.objects],\n"
+        "  'ingest_outlets': [o.name for t in i.tasks for o in t.outlets], 'ingest_schedule': repr(i.timetable),\n"
         "  'params': sorted(d.params.keys()), 'defaults': {k: d.params[k] for k in d.params},\n"
-        "  'bad': [], 'titles': all(d.params.get_param(k).schema.get('title') for k in d.params)}))\n",
+        "  'titles': all(d.params.get_param(k).schema.get('title') and d.params.get_param(k).description for k in d.params)}))\n",
         tmp_path,
     )
     assert result["errors"] == {}
-    assert "painting_retrain" in result["dags"]
-    assert result["tasks"] == ["ingest", "select_artists", "split", "augment", "train", "evaluate", "mosaics", "report"]
-    assert result["queues"]["train"] == "gpu"
+    assert {"painting_retrain", "painting_ingest"} <= set(result["dags"])
+    assert result["tasks"] == sorted(["ingest", "select_artists", "split", "augment", "sweep", "train", "evaluate",
+                                      "compare", "promote", "mosaics", "report"])
+    up = result["upstream"]
+    assert up["train"] == ["augment", "sweep"] and up["evaluate"] == ["train"] and up["compare"] == ["evaluate"]
+    assert up["promote"] == ["compare"] and up["mosaics"] == ["promote"] and up["report"] == ["mosaics"]
+    assert result["mapped"] == ["evaluate", "train"]
+    assert result["queues"]["train"] == "gpu" and result["pools"]["train"] == "gpu"
     assert {q for t, q in result["queues"].items() if t != "train"} == {"default"}
-    assert {"data_dir", "n_artists", "epochs", "image_size", "batch_size", "optimizer", "strategy", "artists",
-            "augment", "online_augment"} <= set(result["params"])
+    assert all(r >= 1 for r in result["retries"].values())
+    assert result["schedule"] == "AssetOrTimeSchedule" and result["retrain_assets"] == ["painting_catalog"]
+    assert "0 3 * * 1" in result["timetable"]
+    assert result["ingest_outlets"] == ["painting_catalog"] and "'0 * * * *'" in result["ingest_schedule"]
+    assert {"data_dir", "n_artists", "epochs", "image_size", "batch_size", "optimizers", "strategy", "artists",
+            "augment", "online_augment", "backbone", "weights", "targets", "fine_tune", "max_recall_drop"} <= set(result["params"])
     assert result["titles"] is True
-    assert {"backbone", "weights", "targets", "fine_tune", "gradient_accumulation_steps", "label_smoothing"} <= set(result["params"])
     # Every Param is a RunConfig key, and the form's defaults make a valid config.
     from painting_ml.config import RunConfig
 
     assert set(result["params"]) <= set(RunConfig.known_keys())
     cfg = RunConfig.from_params(result["defaults"])
-    assert cfg.targets == ("artist",) and cfg.backbone == "resnet50"
+    assert cfg.targets == ("artist",) and cfg.backbone == "resnet50" and cfg.optimizers == ("adam", "rmsprop", "sgd")
 
 
 def test_invalid_params_are_refused_at_trigger(tmp_path):
@@ -54,14 +69,14 @@ def test_invalid_params_are_refused_at_trigger(tmp_path):
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"d = DagBag(dag_folder={str(REPO / 'dags')!r}).dags['painting_retrain']\n"
         "out = {}\n"
-        "for k, v in [('optimizer', 'lion'), ('epochs', 0), ('augment', ['twirl']), ('n_artists', 'ten'),\n"
+        "for k, v in [('optimizers', ['lion']), ('optimizers', []), ('epochs', 0), ('augment', ['twirl']), ('n_artists', 'ten'),\n"
         "             ('targets', ['artist', 'mood']), ('backbone', 'vgg16'), ('fine_tune', 'some'),\n"
         "             ('label_smoothing', 0.9), ('loss_weights', {'style': -1})]:\n"
         "    p = copy.deepcopy(d.params)\n"
         "    try:\n"
-        "        p.update({k: v}); p.validate(); out[k] = 'accepted'\n"
+        "        p.update({k: v}); p.validate(); out[f'{k}={v}'] = 'accepted'\n"
         "    except Exception as e:\n"
-        "        out[k] = type(e).__name__\n"
+        "        out[f'{k}={v}'] = type(e).__name__\n"
         "print(json.dumps(out))\n",
         tmp_path,
     )
