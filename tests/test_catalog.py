@@ -143,3 +143,33 @@ def test_csv_quirks_newlines_bom_empty_fields(clean_db, tmp_path):
     with psycopg.connect(clean_db) as conn:
         rows = conn.execute("SELECT artist, title, date, style, mode FROM paintings ORDER BY filename").fetchall()
     assert rows == [("Ōta Zoë", 'Line one,\nline "two"', "c.1890", None, "P"), ("Ōta Zoë", None, None, None, "RGBA")]
+
+
+def test_ingest_if_changed_only_ingests_new_or_changed_files(clean_db, tiny_data, tmp_path):
+    import os
+    import shutil
+
+    from painting_ml.catalog import ingest_if_changed, scan_fingerprint
+
+    data = tmp_path / "watched"
+    shutil.copytree(tiny_data, data)
+    first = ingest_if_changed(data, clean_db)
+    assert first is not None and first["loaded"] > 0
+    assert ingest_if_changed(data, clean_db) is None  # nothing changed
+    fp, files = scan_fingerprint(data)
+    some = next((data / "test").iterdir())
+    os.utime(some, ns=(some.stat().st_atime_ns, some.stat().st_mtime_ns + 10**9))
+    assert scan_fingerprint(data)[0] != fp and scan_fingerprint(data)[1] == files
+    again = ingest_if_changed(data, clean_db)
+    assert again is not None and again["loaded"] == first["loaded"]
+    with psycopg.connect(clean_db) as conn:  # the catalog was emptied: ingest again even if files did not change
+        conn.execute("TRUNCATE paintings CASCADE")
+    assert ingest_if_changed(data, clean_db) is not None
+
+
+def test_scan_fingerprint_of_a_missing_folder_names_it(tmp_path):
+    from painting_ml.catalog import scan_fingerprint
+    from painting_ml.exceptions import DataError
+
+    with pytest.raises(DataError, match="nowhere does not exist"):
+        scan_fingerprint(tmp_path / "nowhere")

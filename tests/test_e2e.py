@@ -17,32 +17,49 @@ def test_dag_runs_end_to_end(clean_db, tiny_data, tmp_path):
     settings = reload_settings()
     env = airflow_env(settings, clean_db, airflow_home=tmp_path / "airflow")
     run_airflow(["db", "migrate"], env, capture=True, timeout=300)
-    conf = {"data_dir": str(tiny_data), "n_artists": 3, "epochs": 1, "image_size": 32, "batch_size": 16}
+    conf = {"data_dir": str(tiny_data), "n_artists": 3, "epochs": 1, "image_size": 32, "batch_size": 16,
+            "backbone": "resnet18", "optimizers": ["adam", "sgd"]}
     proc = run_airflow(["dags", "test", "painting_retrain", "-c", json.dumps(conf)], env, capture=True, timeout=900)
     assert "state=success" in proc.stdout + proc.stderr
 
     with psycopg.connect(clean_db) as conn:
-        run_id, status, acc, run_dir, version = conn.execute(
-            "SELECT id, status, test_accuracy, run_dir, dataset_version_id FROM runs").fetchone()
+        runs = conn.execute("SELECT id, status, test_accuracy, run_dir, dataset_version_id, config ->> 'optimizer' "
+                            "FROM runs ORDER BY id").fetchall()
+        version = runs[0][4]
         artists = conn.execute("SELECT artists FROM dataset_versions WHERE id = %s", (version,)).fetchone()[0]
-        metrics = conn.execute("SELECT artist, support, precision, recall, f1, accuracy FROM artist_metrics "
-                               "WHERE run_id = %s ORDER BY artist", (run_id,)).fetchall()
         n_test = conn.execute("SELECT count(*) FROM dataset_items WHERE version_id = %s AND split = 'test'",
                               (version,)).fetchone()[0]
-        n_pred = conn.execute("SELECT count(*) FROM predictions WHERE run_id = %s", (run_id,)).fetchone()[0]
-        epochs = conn.execute("SELECT epoch, loss, learning_rate FROM epochs WHERE run_id = %s", (run_id,)).fetchall()
         n_aug = conn.execute("SELECT count(*) FROM augmented_images WHERE version_id = %s", (version,)).fetchone()[0]
-        mosaic_rows = conn.execute("SELECT path, bytes FROM artifacts WHERE run_id = %s AND kind = 'mosaic'",
-                                   (run_id,)).fetchall()
         rejects = conn.execute("SELECT count(*) FROM rejects").fetchone()[0]
+        decision = conn.execute("SELECT run_id, promoted, reasons FROM promotions").fetchall()
+        champion = conn.execute("SELECT run_id FROM champion").fetchone()[0]
+        per_run = {}
+        for run_id, *_ in runs:
+            per_run[run_id] = {
+                "metrics": conn.execute("SELECT artist, support, precision, recall, f1, accuracy FROM artist_metrics "
+                                        "WHERE run_id = %s ORDER BY artist", (run_id,)).fetchall(),
+                "n_pred": conn.execute("SELECT count(*) FROM predictions WHERE run_id = %s", (run_id,)).fetchone()[0],
+                "epochs": conn.execute("SELECT epoch, loss, learning_rate FROM epochs WHERE run_id = %s",
+                                       (run_id,)).fetchall(),
+                "artifacts": conn.execute("SELECT kind, path, bytes FROM artifacts WHERE run_id = %s",
+                                          (run_id,)).fetchall(),
+            }
 
-    assert status == "evaluated" and 0.0 <= acc <= 1.0
-    assert [m[0] for m in metrics] == sorted(artists) and len(artists) == 3
-    assert sum(m[1] for m in metrics) == n_test == n_pred > 0
-    assert all(0.0 <= v <= 1.0 for m in metrics for v in m[2:])
-    assert len(epochs) == 1 and epochs[0][0] == 1 and epochs[0][1] > 0 and epochs[0][2] == pytest.approx(1e-3)
-    assert n_aug > 0 and rejects == 4
-    assert len(mosaic_rows) == 3
-    for path, size in mosaic_rows:
-        assert Path(path).is_file() and Path(path).stat().st_size == size and path.startswith(run_dir)
-    assert (Path(run_dir) / "best.keras").is_file()
+    assert [(r[1], r[5]) for r in runs] == [("evaluated", "adam"), ("evaluated", "sgd")]  # one mapped run each
+    assert len({r[4] for r in runs}) == 1 and len(artists) == 3 and n_aug > 0 and rejects == 4
+    for run_id, status, acc, run_dir, _, _ in runs:
+        got = per_run[run_id]
+        assert [m[0] for m in got["metrics"]] == sorted(artists) and 0.0 <= acc <= 1.0
+        assert sum(m[1] for m in got["metrics"]) == n_test == got["n_pred"] > 0
+        assert len(got["epochs"]) == 1 and got["epochs"][0][1] > 0
+        assert (Path(run_dir) / "best.keras").is_file()
+        assert [k for k, _, _ in got["artifacts"]].count("comparison") == 1
+    # compare picked one, the gate decided on it (the first model becomes champion), the report has it
+    assert len(decision) == 1 and decision[0][1] is True and champion == decision[0][0]
+    best = per_run[champion]["artifacts"]
+    kinds = [k for k, _, _ in best]
+    assert kinds.count("mosaic_predicted") == kinds.count("mosaic_real") == 3 and kinds.count("report") == 1
+    for _, path, size in best:
+        assert Path(path).is_file() and Path(path).stat().st_size == size
+    report = next(Path(p) for k, p, _ in best if k == "report").read_text()
+    assert "promoted to champion" in report and "comparison.png" in report

@@ -1,0 +1,101 @@
+"""The promotion gate: pure rules, and decisions stored with the champion pointer."""
+
+import json
+import threading
+
+import psycopg
+import pytest
+
+from painting_ml.comparison import pick_best
+from painting_ml.promotion import Scores, decide, promote
+
+
+def test_first_model_becomes_champion():
+    ok, reasons = decide(Scores(0.4, {"a": 0.5}), None, 5)
+    assert ok and "no champion yet" in reasons[0]
+
+
+def test_better_f1_and_no_big_recall_drop_is_promoted():
+    ok, reasons = decide(Scores(0.80, {"a": 0.9, "b": 0.71}), Scores(0.78, {"a": 0.9, "b": 0.75}), 5)
+    assert ok and reasons == ["macro-F1 0.800 >= champion's 0.780", "no artist's recall fell more than 5 points"]
+
+
+def test_lower_f1_is_refused():
+    ok, reasons = decide(Scores(0.70, {"a": 0.9}), Scores(0.78, {"a": 0.9}), 5)
+    assert not ok and reasons[0] == "macro-F1 0.700 < champion's 0.780"
+
+
+def test_one_artist_dropping_too_far_is_refused_even_with_better_f1():
+    ok, reasons = decide(Scores(0.90, {"a": 1.0, "b": 0.60}), Scores(0.80, {"a": 0.7, "b": 0.72}), 10)
+    assert not ok
+    assert reasons[1] == "recall of b fell 12.0 points (0.720 -> 0.600), more than the 10 allowed"
+    assert decide(Scores(0.90, {"b": 0.62}), Scores(0.80, {"b": 0.72}), 10)[0]  # exactly 10 points: allowed
+
+
+def test_pick_best_by_val_accuracy_then_loss():
+    runs = [{"run_id": 1, "best_val_accuracy": 0.8, "best_val_loss": 0.5},
+            {"run_id": 2, "best_val_accuracy": 0.9, "best_val_loss": 0.7},
+            {"run_id": 3, "best_val_accuracy": 0.9, "best_val_loss": 0.6}]
+    assert pick_best(runs)["run_id"] == 3
+
+
+def _add_run(conn, run_id, version, f1, recalls):
+    conn.execute("INSERT INTO runs (id, run_key, dataset_version_id, config, status, run_dir, macro_f1) "
+                 "VALUES (%s, %s, %s, '{}', 'evaluated', '/r', %s)", (run_id, f"k{run_id}", version, f1))
+    for artist, r in recalls.items():
+        conn.execute("INSERT INTO class_metrics VALUES (%s, 'artist', %s, 0.5, %s, 0.5, 5, %s)", (run_id, artist, r, r))
+
+
+@pytest.fixture
+def versions(clean_db):
+    with psycopg.connect(clean_db) as conn:
+        conn.execute("INSERT INTO dataset_versions (id, content_hash, config, artists, artist_counts) VALUES "
+                     "(1, 'h1', '{}', '[\"a\", \"b\"]', '{}'), (2, 'h2', '{}', '[\"c\", \"d\"]', '{}')")
+    return clean_db
+
+
+def _champion(url):
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT run_id FROM champion").fetchone()
+        return row[0] if row else None
+
+
+def test_promote_stores_decisions_and_moves_the_champion(versions):
+    url = versions
+    with psycopg.connect(url) as conn:
+        _add_run(conn, 1, 1, 0.70, {"a": 0.7, "b": 0.7})
+        _add_run(conn, 2, 1, 0.60, {"a": 0.6, "b": 0.6})
+        _add_run(conn, 3, 1, 0.75, {"a": 0.8, "b": 0.7})
+        _add_run(conn, 4, 2, 0.10, {"c": 0.1, "d": 0.1})
+    assert promote(1, 5, url).promoted and _champion(url) == 1
+    d2 = promote(2, 5, url)
+    assert not d2.promoted and d2.champion_run_id == 1 and d2.champion_f1 == pytest.approx(0.70)
+    assert _champion(url) == 1
+    assert promote(3, 5, url).promoted and _champion(url) == 3
+    d4 = promote(4, 5, url)  # other artists: cannot be compared, so promoted with that reason
+    assert d4.promoted and "artist set differs" in d4.reasons[0] and _champion(url) == 4
+    again = promote(2, 5, url)  # decided once; a retry returns the stored decision
+    assert again.promoted is False and again.reasons == d2.reasons
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT run_id, promoted, reasons FROM promotions ORDER BY id").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(1, True), (2, False), (3, True), (4, True)]
+    assert json.dumps(rows[1][2]).count("macro-F1 0.600 < champion's 0.700") == 1
+
+
+def test_concurrent_promotions_are_serialised(versions):
+    url = versions
+    with psycopg.connect(url) as conn:
+        _add_run(conn, 1, 1, 0.70, {"a": 0.7, "b": 0.7})
+        _add_run(conn, 2, 1, 0.70, {"a": 0.7, "b": 0.7})
+    results = {}
+    threads = [threading.Thread(target=lambda r=r: results.__setitem__(r, promote(r, 5, url))) for r in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # One of them went first and became champion with no baseline; the other was measured against it.
+    first, second = sorted(results.values(), key=lambda d: d.champion_run_id is not None)
+    assert first.champion_run_id is None and second.champion_run_id == first.run_id
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM champion").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM promotions").fetchone()[0] == 2
