@@ -85,8 +85,12 @@ def apply_transform(img: Image.Image, transform: str) -> Image.Image:
 def write_atomic(img: Image.Image, path: Path, **save_kwargs) -> None:
     """Save via a temp file and rename, so a crash never leaves a half-written image."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    img.save(tmp, **save_kwargs)
-    os.replace(tmp, path)
+    try:
+        img.save(tmp, **save_kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def augment_version(version_id: int, transforms: tuple[str, ...], url: str | None = None,

@@ -171,9 +171,18 @@ def read_metadata(data_dir: Path) -> tuple[pd.DataFrame, str]:
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not a valid UTF-8 CSV ({exc}); re-export it as comma-separated UTF-8") from None
     missing = required - set(frame.columns)
+    if missing and len(frame.columns) == 1:
+        header = str(frame.columns[0])
+        delim = next((d for d, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")) if d in header), None)
+        if delim:
+            raise DataError(f"{path} looks {delim!r}-delimited (header {header[:60]!r}); lacks column(s) "
+                            f"{', '.join(sorted(missing))} — re-export it comma-separated")
     if missing:
         raise DataError(f"{path} lacks column(s) {', '.join(sorted(missing))} (has: "
                         f"{', '.join(frame.columns)}); is it comma-separated with a header row?")
+    if frame.empty:
+        raise DataError(f"{path} has a header but no data rows; add paintings to it (or point data_dir "
+                        "at the folder with the full CSV)")
     frame = frame.rename(columns=rename)
     for col in ("title", "style", "genre", "date", "source", "artist_group", "in_train",
                 "pixelsx", "pixelsy", "size_bytes"):

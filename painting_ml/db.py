@@ -84,6 +84,12 @@ def connect(url: str | None = None, *, autocommit: bool = False) -> Iterator[psy
     try:
         with conn:  # psycopg: commit on normal exit, rollback on exception
             yield conn
+    except psycopg.OperationalError as exc:
+        raise DatabaseError(
+            f"lost the connection to the painting database {redact_url(url)} mid-transaction "
+            f"({str(exc).strip()[:200]}); the transaction was rolled back, nothing was half-written — "
+            "rerun the step (Airflow retries it)"
+        ) from exc
     finally:
         conn.close()
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,8 +73,10 @@ def start_run(cfg: RunConfig, version_id: int, run_key: str, url: str | None = N
             "key": run_key, "version": version_id, "config": Jsonb(cfg.to_dict()),
         }).fetchone()
         run_id = int(row[0])
-        run_dir = Path(row[1]) if row[1] else root / f"run_{run_id}"
-        conn.execute(db.sql("runs", "set_run_dir"), {"id": run_id, "dir": str(run_dir)})
+        # A fresh, unique folder for a new run; a retry (same run_key) gets the stored one back, with
+        # its checkpoints. Ids alone are not enough: a reset database hands out run 1 again.
+        run_dir = Path(row[1]) if row[1] else root / f"run_{run_id}_{uuid.uuid4().hex[:8]}"
+        run_dir = Path(conn.execute(db.sql("runs", "set_run_dir"), {"id": run_id, "dir": str(run_dir)}).fetchone()[0])
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_id, run_dir
 
@@ -139,6 +142,23 @@ def _train_set(version_id: int, items: list[DatasetItem], url: str | None) -> li
     return [(i.path, i) for i in train_items] + aug
 
 
+BEST_TMP = ".best.tmp.keras"
+
+
+class AtomicBest(keras.callbacks.Callback):
+    """Moves the checkpoint ModelCheckpoint just wrote into ``best.keras`` with one rename, so a
+    process killed while saving never leaves a half-written ``best.keras``."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        tmp = self.run_dir / BEST_TMP
+        if tmp.is_file():
+            os.replace(tmp, self.run_dir / "best.keras")
+
+
 def _atomic_save_weights(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
     model.save_weights(tmp)
@@ -199,7 +219,8 @@ def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None,
         if wandb_run is not None:
             wandb_run.finish()
     if not best.is_file():  # resumed after the last epoch already ran: keep the restored weights
-        model.save(best)
+        model.save(run_dir / BEST_TMP)
+        os.replace(run_dir / BEST_TMP, best)
     with db.connect(url) as conn:
         conn.execute(db.sql("runs", "finish_training"), {"id": run_id, "model": str(best)})
     return run_id
@@ -223,8 +244,9 @@ def _fit_phase(model, cfg: RunConfig, phase: Phase, run_id: int, run_dir: Path, 
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup" / f"phase{phase.index}"), delete_checkpoint=False),
         # A later phase (or a resumed attempt) only replaces best.keras when it beats every epoch so far.
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max",
+        keras.callbacks.ModelCheckpoint(str(run_dir / BEST_TMP), monitor=monitor, mode="max",
                                         save_best_only=True, initial_value_threshold=best_so_far),
+        AtomicBest(run_dir),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=cfg.lr_patience, min_lr=1e-6),
         EpochRecorder(cfg, run_id, phase.index, url, wandb_run),
         *extra_callbacks,

@@ -8,7 +8,9 @@ ON CONFLICT (run_key) DO UPDATE SET status = 'running'
 RETURNING id, run_dir;
 
 -- name: set_run_dir
-UPDATE runs SET run_dir = %(dir)s WHERE id = %(id)s AND run_dir = '';
+-- Set once; whoever comes second (a concurrent retry) gets the stored folder back.
+UPDATE runs SET run_dir = CASE WHEN run_dir = '' THEN %(dir)s ELSE run_dir END WHERE id = %(id)s
+RETURNING run_dir;
 
 -- name: upsert_epoch
 INSERT INTO epochs (run_id, epoch, phase, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds, metrics)
