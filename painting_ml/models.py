@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from painting_ml import online_augment  # noqa: F401  (registers RandomAffine, so saved models load anywhere)
 from painting_ml.config import RunConfig
 from painting_ml.exceptions import ConfigError
 

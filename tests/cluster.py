@@ -28,6 +28,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def sqlalchemy_url(conninfo: str) -> str:
+    """A libpq conninfo (``host=... dbname=...`` or a URL) as a SQLAlchemy psycopg URL."""
+    from urllib.parse import quote
+
+    import psycopg
+
+    info = psycopg.conninfo.conninfo_to_dict(conninfo)
+    user = quote(info.get("user", "postgres"))
+    auth = f"{user}:{quote(info['password'])}@" if info.get("password") else f"{user}@"
+    host = info.get("host", "127.0.0.1")
+    if host.startswith("/"):  # a unix socket folder (the embedded pgserver)
+        return f"postgresql+psycopg://{auth}/{info['dbname']}?host={quote(host)}"
+    return f"postgresql+psycopg://{auth}{host}:{info.get('port', 5432)}/{info['dbname']}"
+
+
 def reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2):
@@ -45,7 +60,8 @@ class Cluster:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}
-        sqla = metadata_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        sqla = sqlalchemy_url(metadata_url)
+        self.metadata_url = metadata_url
         self.env = dict(os.environ)
         self.env.update({
             "AIRFLOW_HOME": str(home),

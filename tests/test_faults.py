@@ -22,7 +22,7 @@ from painting_ml.exceptions import DatabaseError
 
 CLI = str(Path(sys.executable).with_name("painting-ml"))
 TRAIN_ARGS = ["--n-artists", "3", "--backbone", "resnet18", "--image-size", "32", "--batch-size", "8",
-              "--augment", "hflip", "--no-online-augment", "--no-wandb", "--set", "head_units=16",
+              "--augment", "hflip", "--no-wandb", "--set", "head_units=16",
               "--set", "early_stopping_patience=0"]
 
 
@@ -58,6 +58,13 @@ def test_killed_training_resumes_from_its_checkpoint(clean_db, tiny_data, painti
         status, model = conn.execute("SELECT status, model_path FROM runs WHERE run_key = 'kill-test'").fetchone()
         n_runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
     assert status == "trained" and Path(model).is_file() and n_runs == 1
+    # A fresh process (as a Celery worker is) loads the saved model, custom layers included.
+    with psycopg.connect(clean_db) as conn:
+        run_id = conn.execute("SELECT id FROM runs WHERE run_key = 'kill-test'").fetchone()[0]
+    ev = subprocess.run([CLI, "evaluate", "--run-id", str(run_id), "--json"], env=_env(clean_db, painting_home),
+                        capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert json.loads(ev.stdout.strip().splitlines()[-1])["run_id"] == run_id
 
 
 def test_connection_dropped_during_ingest_rolls_back_and_retry_succeeds(clean_db, tiny_data, monkeypatch):
