@@ -31,16 +31,23 @@ def run_demo(artists: int = 10, per_artist: int = 40, epochs: int = 3, image_siz
     env = airflow_env(settings, url)
     run_airflow(["db", "migrate"], env, capture=True)
     conf = {"data_dir": str(data_dir), "n_artists": artists, "epochs": epochs, "image_size": image_size,
-            "batch_size": 32, "optimizer": "adam"}
+            "batch_size": 32, "optimizers": ["adam", "rmsprop", "sgd"]}
     print(f"[demo] airflow dags test painting_retrain -c '{json.dumps(conf)}'", flush=True)
     run_airflow(["dags", "test", "painting_retrain", "-c", json.dumps(conf)], env)
     with db.connect(url) as conn:
-        row = conn.execute(db.sql("runs", "latest_run")).fetchone()
-        run = db.fetch_dicts(conn, db.sql("runs", "run_summary"), {"id": row[0]})[0]
+        decision = db.fetch_dicts(conn, db.sql("runs", "latest_decision"))[0]
+        run = db.fetch_dicts(conn, db.sql("runs", "run_summary"), {"id": decision["run_id"]})[0]
+        sweep = db.fetch_dicts(conn, db.sql("runs", "sweep_of_run"), {"id": decision["run_id"]})
+    print("\n[demo] optimizer comparison (one mapped training each):")
+    for r in sweep:
+        print(f"[demo]   run {r['id']:>3} {r['optimizer']:<8} best val acc {r['best_val_accuracy']:.3f}  "
+              f"test acc {r['test_accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}")
+    verdict = "promoted to champion" if decision["promoted"] else "not promoted"
+    print(f"[demo] best: run {run['id']}; promotion gate: {verdict} — {'; '.join(decision['reasons'])}")
     print(f"\n[demo] per-artist test metrics of run {run['id']} (read back from Postgres):")
     print(format_artist_table(artist_table(run["id"], url)))
     print("[demo] " + format_summary(run["summary"]))
     print(f"[demo] mosaics: {run['run_dir']}/mosaics")
-    print(f"[demo] report: {run['run_dir']}/report.html")
-    print(f"[demo] finished in {time.perf_counter() - t0:.0f} s")
+    print(f"[demo] finished in {time.perf_counter() - t0:.0f} s; the run's report:")
+    print(f"{run['run_dir']}/report.html")
     return int(run["id"])

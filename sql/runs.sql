@@ -96,3 +96,16 @@ SELECT id, test_accuracy, macro_f1, run_dir, summary FROM runs WHERE id = %(id)s
 
 -- name: current_champion
 SELECT run_id FROM champion;
+
+-- name: latest_decision
+SELECT run_id, promoted, reasons FROM promotions ORDER BY decided_at DESC, id DESC LIMIT 1;
+
+-- name: sweep_of_run
+-- The runs trained in the same Airflow dag run as the given run: run keys are
+-- "<dag_id>:<airflow run_id>:<config fingerprint>", so the same key without its last part.
+SELECT r.id, r.config ->> 'optimizer' AS optimizer, r.test_accuracy, r.macro_f1,
+       (SELECT max(e.val_accuracy) FROM epochs e WHERE e.run_id = r.id) AS best_val_accuracy
+FROM runs r
+WHERE regexp_replace(r.run_key, ':[^:]*$', '')
+    = (SELECT regexp_replace(run_key, ':[^:]*$', '') FROM runs WHERE id = %(id)s)
+ORDER BY r.id;

@@ -53,7 +53,7 @@ def reachable(host: str, port: int) -> bool:
 
 class Cluster:
     def __init__(self, home: Path, metadata_url: str, painting_db_url: str, painting_home: Path,
-                 broker_url: str = "redis://127.0.0.1:6379/5"):
+                 broker_url: str = "redis://127.0.0.1:6379/5", data_dir: Path | None = None):
         from cryptography.fernet import Fernet
 
         self.home = home
@@ -84,6 +84,7 @@ class Cluster:
             "PAINTING_DB_URL": painting_db_url,
             "PAINTING_HOME": str(painting_home),
             "WANDB_MODE": "disabled",
+            **({"PAINTING_DATA_DIR": str(data_dir)} if data_dir else {}),
             "TF_CPP_MIN_LOG_LEVEL": "2",
         })
         self.airflow = str(Path(sys.executable).with_name("airflow"))
@@ -164,9 +165,21 @@ class Cluster:
     def _post(self, path: str, body, auth: bool = True):
         return self._request("POST", path, body, auth=auth)
 
-    def trigger(self, dag_id: str, conf: dict) -> str:
+    def unpause(self, dag_id: str) -> None:
         self.wait_for(lambda: self._get(f"/api/v2/dags/{dag_id}"), 180, f"{dag_id} to be parsed")
         self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return (self._get(f"/api/v2/dags/{dag_id}/dagRuns?limit=100") or {}).get("dag_runs", [])
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        from urllib.parse import quote
+
+        tis = self._get(f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances") or {}
+        return {t["task_id"]: t["state"] for t in tis.get("task_instances", [])}
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        self.unpause(dag_id)
         run = self._post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 

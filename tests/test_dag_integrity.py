@@ -35,6 +35,7 @@ def test_dagbag_has_no_import_errors(tmp_path):
         "  'retrain_assets': [a.name for a in d.timetable.asset_condition.objects],\n"
         "  'ingest_outlets': [o.name for t in i.tasks for o in t.outlets], 'ingest_schedule': repr(i.timetable),\n"
         "  'params': sorted(d.params.keys()), 'defaults': {k: d.params[k] for k in d.params},\n"
+        "  'typed': [k for k in d.params if not d.params.get_param(k).schema.get('type')],\n"
         "  'titles': all(d.params.get_param(k).schema.get('title') and d.params.get_param(k).description for k in d.params)}))\n",
         tmp_path,
     )
@@ -55,6 +56,7 @@ def test_dagbag_has_no_import_errors(tmp_path):
     assert {"data_dir", "n_artists", "epochs", "image_size", "batch_size", "optimizers", "strategy", "artists",
             "augment", "online_augment", "backbone", "weights", "targets", "fine_tune", "max_recall_drop"} <= set(result["params"])
     assert result["titles"] is True
+    assert result["typed"] == []  # every Param has a JSON-schema type (ranges and enums where they apply)
     # Every Param is a RunConfig key, and the form's defaults make a valid config.
     from painting_ml.config import RunConfig
 
