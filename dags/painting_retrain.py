@@ -56,7 +56,7 @@ def _config(**overrides):
                          description="Explicit artist names (implies strategy=list); empty for the other strategies."),
         "cap": Param(500, type="integer", minimum=3, title="Per-artist cap",
                      description="Maximum paintings per artist for strategy=capped."),
-        "augment": Param(["hflip"], type="array", items={"type": "string", "pattern": "^(hflip|vflip|hvflip|rot[0-9]{1,3})$"},
+        "augment": Param(["hflip"], type="array", items={"type": "string", "pattern": "^(hflip|vflip|hvflip|rot[0-9]{1,3}(\\.[0-9]+)?)$"},
                          title="Offline augmentation",
                          description="Transforms materialised once for the train split: hflip, vflip, hvflip, rot90, rot45, ..."),
         "online_augment": Param(True, type="boolean", title="Online augmentation",

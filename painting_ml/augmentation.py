@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 
 from PIL import Image
@@ -18,6 +17,7 @@ from PIL import Image
 from painting_ml import db
 from painting_ml.datasets import load_items
 from painting_ml.settings import get_settings
+from painting_ml.transforms import is_transform, parse_angle  # noqa: F401  (re-exported)
 
 # PIL transpose ops: geometry is exact (no interpolation). "hvflip" is a flip on both axes.
 TRANSFORMS: dict[str, Image.Transpose] = {
@@ -28,16 +28,6 @@ TRANSFORMS: dict[str, Image.Transpose] = {
     "rot180": Image.Transpose.ROTATE_180,
     "rot270": Image.Transpose.ROTATE_270,
 }
-
-
-def parse_angle(transform: str) -> float | None:
-    """``rot<degrees>`` -> degrees (counter-clockwise), for any angle; None otherwise."""
-    m = re.fullmatch(r"rot(\d{1,3}(?:\.\d+)?)", transform)
-    return float(m.group(1)) if m and 0 < float(m.group(1)) < 360 else None
-
-
-def is_transform(name: str) -> bool:
-    return name in TRANSFORMS or parse_angle(name) is not None
 
 
 def largest_rotated_rect(w: int, h: int, angle_deg: float) -> tuple[int, int]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from painting_ml.exceptions import ConfigError
+from painting_ml.transforms import FIXED, is_transform
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
 STRATEGIES = ("top", "balanced", "capped", "list")
@@ -22,7 +22,7 @@ BACKBONES = ("resnet50", "resnet101", "resnet18")
 TARGETS = ("artist", "style", "genre")
 FINE_TUNE_MODES = ("all", "frozen", "last_k", "two_phase")
 POOLINGS = ("avg", "max")
-OFFLINE_TRANSFORMS = ("hflip", "vflip", "hvflip", "rot90", "rot180", "rot270")
+OFFLINE_TRANSFORMS = FIXED
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -234,8 +234,8 @@ class RunConfig:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("backbone", self.backbone, BACKBONES)
         for t in self.augment:
-            if not re.fullmatch(r"rot\d{1,3}", t) or not 0 < int(t[3:]) < 360:
-                _check_choice("augment transform", t, OFFLINE_TRANSFORMS + ("rot<1-359>",))
+            if not is_transform(t):
+                _check_choice("augment transform", t, OFFLINE_TRANSFORMS + ("rot<degrees>, e.g. rot45",))
         if self.weights in ("", "none", "None"):
             object.__setattr__(self, "weights", None)
         if self.weights is not None and not isinstance(self.weights, str):

@@ -47,6 +47,15 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.truetype(str(path), size) if path.is_file() else ImageFont.load_default(size=size)
 
 
+def fit_text(text: str, font: ImageFont.ImageFont, width: int) -> str:
+    """``text``, shortened with an ellipsis until it fits in ``width`` pixels."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "…") > width:
+        text = text[:-1]
+    return text.rstrip() + "…"
+
+
 def render_mosaic(title: str, tiles: list[dict], thumb: int = 96, columns: int = 6) -> Image.Image:
     """Compose ``tiles`` (``path``, ``correct``, ``caption``) into one titled grid image."""
     font, small = _font(13), _font(10)
@@ -68,7 +77,8 @@ def render_mosaic(title: str, tiles: list[dict], thumb: int = 96, columns: int =
         draw.rectangle([x0, y0, x0 + thumb + 2 * border - 1, y0 + thumb + 2 * border - 1], fill=color)
         canvas.paste(img, (x0 + border + (thumb - img.width) // 2, y0 + border + (thumb - img.height) // 2))
         if tile.get("caption"):
-            draw.text((x0, y0 + thumb + 2 * border), tile["caption"][:thumb // 6], fill=color, font=small)
+            draw.text((x0, y0 + thumb + 2 * border), fit_text(tile["caption"], small, thumb + 2 * border + pad),
+                      fill=color, font=small)
     return canvas
 
 

@@ -261,5 +261,6 @@ def _fit_phase(model, cfg: RunConfig, phase: Phase, run_id: int, run_dir: Path, 
     from painting_ml.progress import enabled as progress_enabled
 
     model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=phase.start,
-              callbacks=callbacks, verbose=1 if progress_enabled() else 2)
+              callbacks=callbacks, verbose=1 if progress_enabled() else 2,
+              shuffle=False)  # the tf.data pipeline shuffles; Keras would only warn
     _atomic_save_weights(model, done)
