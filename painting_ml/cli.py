@@ -145,6 +145,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         print(format_summary(summary))
 
 
+def _cmd_promote(args: argparse.Namespace) -> None:
+    from painting_ml.promotion import promote
+
+    d = promote(args.run_id, args.max_recall_drop).to_dict()
+    verdict = "promoted to champion" if d["promoted"] else "not promoted"
+    _emit(args, d, f"run {d['run_id']}: {verdict} — " + "; ".join(d["reasons"]))
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from painting_ml.mosaics import render_run_mosaics
+    from painting_ml.report import render_report
+
+    render_run_mosaics(args.run_id)
+    path = render_report(args.run_id)
+    _emit(args, {"run_id": args.run_id, "report": str(path)}, str(path))
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
     from painting_ml.inference import predict
 
@@ -326,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", type=int, required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("promote", help="run the promotion gate on an evaluated run (champion if it passes)")
+    p.add_argument("--run-id", type=int, required=True)
+    p.add_argument("--max-recall-drop", type=float, default=5.0, help="points any artist's recall may fall")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_promote)
+
+    p = sub.add_parser("report", help="render a run's mosaics, plots and report.html; print its path")
+    p.add_argument("--run-id", type=int, required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("predict", help="top-k artists for images, from the champion model")
     p.add_argument("images", nargs="+", metavar="IMAGE")

@@ -139,6 +139,6 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("synth", "ingest", "migrate", "run", "train", "evaluate", "predict", "verify", "metrics", "sql",
+    for cmd in ("synth", "ingest", "migrate", "run", "train", "evaluate", "promote", "report", "predict", "verify", "metrics", "sql",
                 "runs", "demo"):
         assert f"    {cmd} " in out or f"    {cmd}\n" in out, cmd
