@@ -99,3 +99,18 @@ def test_concurrent_promotions_are_serialised(versions):
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM champion").fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM promotions").fetchone()[0] == 2
+
+
+def test_promote_cli(versions, capsys):
+    from painting_ml.cli import main
+
+    with psycopg.connect(versions) as conn:
+        _add_run(conn, 1, 1, 0.70, {"a": 0.7, "b": 0.7})
+        _add_run(conn, 2, 1, 0.72, {"a": 0.5, "b": 0.9})
+    assert main(["promote", "--run-id", "1"]) == 0
+    assert "run 1: promoted to champion" in capsys.readouterr().out
+    assert main(["promote", "--run-id", "2", "--max-recall-drop", "10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["promoted"] is False and any("recall of a fell 20.0 points" in r for r in out["reasons"])
+    assert main(["promote", "--run-id", "99"]) == 2
+    assert "run 99 is not evaluated" in capsys.readouterr().err
