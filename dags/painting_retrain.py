@@ -10,7 +10,7 @@ transforms of the train split) → **sweep** → **train** ×N, a mapped task, o
 (per-class metrics, confusion, top-3, open-set AUROC, verification AUC in Postgres) → **compare**
 (one plot of every run's curves; best by validation accuracy) → **promote** (the gate: macro-F1 at
 least the champion's on the same dataset version, no artist's recall down more than
-`max_recall_drop` points) → **mosaics** → **report** (`report.html`).
+`max_recall_drop` points) → **mosaics** ×N → **report** ×N (`report.html` per run).
 
 Runs weekly (`PAINTING_RETRAIN_CRON`), whenever `painting_ingest` publishes the `painting_catalog`
 Asset, and by hand from the UI with the typed form below. All logic lives in `painting_ml`.
@@ -188,7 +188,11 @@ def painting_retrain():
 
     version = augment(split(select_artists(ingest())))
     runs = evaluate.expand(training_run=train.partial(version_id=version).expand(optimizer=sweep()))
-    report(mosaics(promote(compare(runs))))
+    decided = promote(compare(runs))
+    # Every run of the sweep gets its mosaics and report, after the decision so the best one shows it.
+    rendered = mosaics.expand(training_run=runs)
+    decided >> rendered
+    report.expand(training_run=rendered)
 
 
 painting_retrain()

@@ -3,6 +3,7 @@ curves, and the best run by validation accuracy (ties: lower validation loss, th
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from painting_ml import db
@@ -29,11 +30,16 @@ def compare_runs(run_ids: list[int], url: str | None = None) -> dict:
             rows = db.fetch_dicts(conn, db.sql("runs", "epochs_of_run"), {"id": r["run_id"]})
             series[f"run {r['run_id']} {r['optimizer']}"] = rows
     best = pick_best(runs)
+    title = f"Comparison of runs {', '.join(map(str, run_ids))} (best: run {best['run_id']})"
     path = Path(best["run_dir"]) / "plots" / "comparison.png"
-    learning_curves(series, path, f"Comparison of runs {', '.join(map(str, run_ids))} (best: run {best['run_id']})")
+    learning_curves(series, path, title)
     with db.connect(url) as conn:
-        for r in runs:
-            record_artifact(conn, r["run_id"], "comparison", path)
+        for r in runs:  # each run's folder (and report) carries the comparison it was part of
+            own = Path(r["run_dir"]) / "plots" / "comparison.png"
+            if own != path:
+                own.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, own)
+            record_artifact(conn, r["run_id"], "comparison", own)
     return {"best_run_id": int(best["run_id"]), "plot": str(path),
             "runs": [{k: r[k] for k in ("run_id", "optimizer", "best_val_accuracy", "test_accuracy", "macro_f1")}
                      for r in runs]}

@@ -45,8 +45,8 @@ def test_dagbag_has_no_import_errors(tmp_path):
                                       "compare", "promote", "mosaics", "report"])
     up = result["upstream"]
     assert up["train"] == ["augment", "sweep"] and up["evaluate"] == ["train"] and up["compare"] == ["evaluate"]
-    assert up["promote"] == ["compare"] and up["mosaics"] == ["promote"] and up["report"] == ["mosaics"]
-    assert result["mapped"] == ["evaluate", "train"]
+    assert up["promote"] == ["compare"] and up["mosaics"] == ["evaluate", "promote"] and up["report"] == ["mosaics"]
+    assert result["mapped"] == ["evaluate", "mosaics", "report", "train"]
     assert result["queues"]["train"] == "gpu" and result["pools"]["train"] == "gpu"
     assert {q for t, q in result["queues"].items() if t != "train"} == {"default"}
     assert all(r >= 1 for r in result["retries"].values())
