@@ -184,7 +184,9 @@ def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None,
                         "fill the style/genre columns of the CSV or train with targets=['artist']")
     with db.connect(url) as conn:
         conn.execute(db.sql("runs", "set_classes"), {"id": run_id, "classes": Jsonb(classes)})
-    (run_dir / "classes.json").write_text(json.dumps(classes))
+    tmp = run_dir / ".classes.json.tmp"
+    tmp.write_text(json.dumps(classes))
+    os.replace(tmp, run_dir / "classes.json")
     train_set = _train_set(version_id, items, url)
     train_items = [i for _, i in train_set]
     val_items = [i for i in items if i.split == "val"]
