@@ -39,7 +39,7 @@ def main() -> None:
 
     from painting_ml.accelerator import apply, plan
     from painting_ml.config import RunConfig
-    from painting_ml.models import create_model, create_optimizer
+    from painting_ml.models import compile_model, create_model
 
     accel = plan()
     print(f"backend {accel.backend}, {accel.gpus} GPU(s), mixed precision {accel.mixed_precision}, "
@@ -50,11 +50,11 @@ def main() -> None:
     labels = rng.integers(0, args.classes, n_cache).astype("int32")
 
     def build(online_augment: bool):
-        cfg = RunConfig(data_dir="-", image_size=args.size, batch_size=args.batch, online_augment=online_augment)
+        cfg = RunConfig(data_dir="-", image_size=args.size, batch_size=args.batch, online_augment=online_augment,
+                        optimizer="sgd", learning_rate=0.01)
         with apply(accel):
             model = create_model(cfg, args.classes)
-            model.compile(optimizer=create_optimizer("sgd", 0.01), loss="sparse_categorical_crossentropy",
-                          jit_compile=accel.jit_compile)
+            compile_model(model, cfg, jit_compile=accel.jit_compile)
         return model
 
     class CacheFeed(keras.utils.PyDataset):
@@ -79,7 +79,7 @@ def main() -> None:
         for i in range(args.steps):
             x, y = feed_fn(i)
             loss = model.train_on_batch(x, y)
-        float(np.asarray(loss))  # wait for the device
+        float(np.ravel(np.asarray(loss))[0])  # wait for the device (loss first, then metrics)
         return args.steps * args.batch / (time.perf_counter() - t)
 
     plain = build(online_augment=False)

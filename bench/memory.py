@@ -36,7 +36,7 @@ def child(n: int, model_name: str, folder: str) -> None:
 
     from painting_ml.config import RunConfig
     from painting_ml.data import make_dataset
-    from painting_ml.models import create_model
+    from painting_ml.models import compile_model, create_model
 
     paths = make_images(Path(folder), n)
     labels = [i % 8 for i in range(n)]
@@ -44,7 +44,9 @@ def child(n: int, model_name: str, folder: str) -> None:
         ds = make_dataset(paths, labels, image_size=SIZE, batch_size=32, shuffle=True, seed=0,
                           cache="disk", cache_dir=cache, shuffle_buffer=256)
         if model_name == "resnet50":
-            model = create_model(RunConfig(data_dir="-", image_size=SIZE), 8)
+            cfg = RunConfig(data_dir="-", image_size=SIZE)
+            model = create_model(cfg, 8)
+            compile_model(model, cfg)
         else:
             model = keras.Sequential([
                 keras.Input((SIZE, SIZE, 3)), keras.layers.Rescaling(1 / 255.0),
@@ -52,7 +54,7 @@ def child(n: int, model_name: str, folder: str) -> None:
                 keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(8, activation="softmax"),
             ])
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         model.fit(ds, epochs=1, verbose=0)
     print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 

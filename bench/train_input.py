@@ -53,7 +53,7 @@ def main() -> None:
 
     from painting_ml.config import RunConfig
     from painting_ml.data import make_dataset
-    from painting_ml.models import create_model, create_optimizer
+    from painting_ml.models import compile_model, create_model
     from painting_ml.synth import generate
 
     work = Path(tempfile.mkdtemp(prefix="pm_bench_train_"))
@@ -68,7 +68,7 @@ def main() -> None:
     cfg = RunConfig(data_dir=str(work), image_size=args.size, batch_size=args.batch)
     keras.utils.set_random_seed(0)
     model = create_model(cfg, 8)
-    model.compile(optimizer=create_optimizer("adam", 1e-3), loss="sparse_categorical_crossentropy")
+    compile_model(model, cfg)
 
     ds = make_dataset(paths, labels, image_size=args.size, batch_size=args.batch, shuffle=True, seed=0)
     x_mem = np.concatenate([x.numpy() for x, _ in make_dataset(paths, labels, image_size=args.size,
