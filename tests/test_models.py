@@ -35,8 +35,9 @@ def test_resnet18_learns_a_separable_task_in_inference_mode():
     x = rng.uniform(0, 120, (n, 32, 32, 3)).astype("float32")
     x[y == 1, :, :, 0] += 120  # class 1 is redder
     c = cfg(head_units=32, dropout=0.0, l2=0.0, class_weights=False)
+    keras.utils.set_random_seed(0)  # deterministic init; a gentle LR (1e-3 spiked the loss on this toy task)
     model = create_model(c, 2)
-    compile_model(model, c, 1e-3)
+    compile_model(model, c, 3e-4)
     model.fit(x, y, batch_size=16, epochs=6, verbose=0)
     acc = (model.predict(x, verbose=0)["artist"].argmax(1) == y).mean()
     assert acc >= 0.9  # inference mode: BN moving statistics have settled (momentum 0.9)
