@@ -277,11 +277,6 @@ class RunConfig:
     def loss_weight(self, target: str) -> float:
         return float(self.loss_weights.get(target, 1.0))
 
-    @classmethod
-    def field_types(cls) -> dict[str, str]:
-        """Field name -> annotation text (for parsing ``--set key=value`` on the command line)."""
-        return {f.name: str(f.type) for f in dataclasses.fields(cls) if f.name != "extra"}
-
     def selection_key(self) -> dict[str, Any]:
         """The fields a dataset version depends on (selection + split)."""
         keys = ("n_artists", "strategy", "artists", "cap", "min_per_artist", "val_fraction", "test_fraction",

@@ -169,8 +169,3 @@ def artist_table(run_id: int, url: str | None = None) -> list[dict]:
     with db.connect(url) as conn:
         return db.fetch_dicts(conn, db.sql("runs", "artist_metrics"), {"id": run_id})
 
-
-def class_table(run_id: int, url: str | None = None) -> list[dict]:
-    """The run's per-class metric rows of every target, as stored."""
-    with db.connect(url) as conn:
-        return db.fetch_dicts(conn, db.sql("runs", "class_metrics"), {"id": run_id})

@@ -1,10 +1,10 @@
 """Airflow-facing constants shared by the DAG files: the painting-catalog Asset, the schedules,
-retry policy and the GPU pool. Cheap to import (no TensorFlow, no database)."""
+retry policy and the GPU queue and pool names. Cheap to import (no TensorFlow, no database).
+The ``gpu`` pool's size (one slot per GPU) is set where workers are deployed (``airflow pools set``;
+compose's airflow-init reads ``GPU_COUNT``)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from datetime import timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
@@ -32,19 +32,3 @@ def retrain_schedule() -> AssetOrTimeSchedule:
     cron = get_settings().retrain_cron
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[PAINTING_CATALOG])
 
-
-def gpu_count() -> int:
-    """GPUs on this machine per ``nvidia-smi -L`` (0 when there is none)."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return 0
-    try:
-        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
-def gpu_pool_slots() -> int:
-    """Slots of the ``gpu`` pool: one per GPU, at least one (a CPU-only worker still trains)."""
-    return max(1, gpu_count())

@@ -57,7 +57,7 @@ def render_report(run_id: int, url: str | None = None) -> Path:
         if not found:
             raise LookupError(f"run {run_id} does not exist")
         run = found[0]
-        epochs = db.fetch_dicts(conn, db.sql("report", "epochs"), {"id": run_id})
+        epochs = db.fetch_dicts(conn, db.sql("runs", "epochs_of_run"), {"id": run_id})
         metrics = db.fetch_dicts(conn, db.sql("report", "class_metrics"), {"id": run_id})
         confusion = db.fetch_dicts(conn, db.sql("report", "confusion"), {"id": run_id})
         verification = db.fetch_dicts(conn, db.sql("report", "verification"), {"id": run_id})

@@ -7,10 +7,6 @@ SELECT r.id, r.run_key, r.status, r.config, r.classes, r.summary, r.run_dir, r.m
 FROM runs r JOIN dataset_versions v ON v.id = r.dataset_version_id
 WHERE r.id = %(id)s;
 
--- name: epochs
-SELECT epoch, phase, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
-FROM epochs WHERE run_id = %(id)s ORDER BY epoch;
-
 -- name: class_metrics
 SELECT target, label, precision, recall, f1, support, accuracy
 FROM class_metrics WHERE run_id = %(id)s ORDER BY target, label;

@@ -58,10 +58,6 @@ DELETE FROM verification WHERE run_id = %(id)s;
 INSERT INTO verification (run_id, subset, score, auc, n_pairs, n_positive)
 VALUES (%(run)s, %(subset)s, %(score)s, %(auc)s, %(n_pairs)s, %(n_positive)s);
 
--- name: class_metrics
-SELECT target, label, precision, recall, f1, support, accuracy FROM class_metrics
-WHERE run_id = %(id)s ORDER BY target, label;
-
 -- name: delete_predictions
 DELETE FROM predictions WHERE run_id = %(id)s;
 
