@@ -9,15 +9,15 @@ nothing derived from a validation or test painting can leak into training.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 from PIL import Image
 
 from painting_ml import db
 from painting_ml.datasets import load_items
+from painting_ml.fileio import write_atomic
 from painting_ml.settings import get_settings
-from painting_ml.transforms import is_transform, parse_angle  # noqa: F401  (re-exported)
+from painting_ml.transforms import parse_angle
 
 # PIL transpose ops: geometry is exact (no interpolation). "hvflip" is a flip on both axes.
 TRANSFORMS: dict[str, Image.Transpose] = {
@@ -70,17 +70,6 @@ def apply_transform(img: Image.Image, transform: str) -> Image.Image:
     if angle is None:
         raise ValueError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)} or rot<degrees>")
     return rotate_crop(img, angle)
-
-
-def write_atomic(img: Image.Image, path: Path, **save_kwargs) -> None:
-    """Save via a temp file and rename, so a crash never leaves a half-written image."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        img.save(tmp, **save_kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def augment_version(version_id: int, transforms: tuple[str, ...], url: str | None = None,

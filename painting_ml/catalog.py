@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from painting_ml import db
 from painting_ml.exceptions import DataError
+from painting_ml.fileio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,7 @@ def _probe_bomb(path: Path, message: str, reduced_dir: Path | None, reduce_to: i
     small.thumbnail((reduce_to, reduce_to))
     reduced_dir.mkdir(parents=True, exist_ok=True)
     dest = reduced_dir / path.name
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    small.save(tmp, format="JPEG", quality=92)
-    tmp.replace(dest)
+    write_atomic(small, dest, format="JPEG", quality=92)
     return ImageProbe(width=width, height=height, mode=mode, reduced_path=str(dest),
                       detail=f"reduced from {width}x{height} with JPEG draft mode")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from painting_ml import db
-from painting_ml.augmentation import write_atomic
+from painting_ml.fileio import write_atomic
 
 GREEN, RED = (46, 160, 67), (210, 40, 40)
 

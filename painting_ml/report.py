@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from painting_ml import db
+from painting_ml.fileio import atomic_path
 from painting_ml.mosaics import artist_slugs, record_artifact
 
 CSS = """
@@ -92,9 +92,8 @@ def render_report(run_id: int, url: str | None = None) -> Path:
 
     page = _page(run, epochs, metrics, verification, promotions, plots, mosaics)
     path = run_dir / "report.html"
-    tmp = path.with_name(f".report.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     with db.connect(url) as conn:
         for rel, _ in plots:
             if rel != "plots/comparison.png":  # recorded by the comparison step as kind "comparison"

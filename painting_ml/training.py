@@ -29,6 +29,7 @@ from painting_ml.augmentation import augmented_train_items
 from painting_ml.config import RunConfig
 from painting_ml.data import make_dataset
 from painting_ml.datasets import DatasetItem, load_items, target_classes, target_labels
+from painting_ml.fileio import atomic_path
 from painting_ml.models import compile_model, create_model, set_trainable
 from painting_ml.settings import get_settings
 
@@ -159,12 +160,6 @@ class AtomicBest(keras.callbacks.Callback):
             os.replace(tmp, self.run_dir / "best.keras")
 
 
-def _atomic_save_weights(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
-
-
 def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None,
           callbacks: Sequence[keras.callbacks.Callback] = ()) -> int:
     """Train ``cfg`` on dataset version ``version_id``; return the run id.
@@ -184,9 +179,8 @@ def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None,
                         "fill the style/genre columns of the CSV or train with targets=['artist']")
     with db.connect(url) as conn:
         conn.execute(db.sql("runs", "set_classes"), {"id": run_id, "classes": Jsonb(classes)})
-    tmp = run_dir / ".classes.json.tmp"
-    tmp.write_text(json.dumps(classes))
-    os.replace(tmp, run_dir / "classes.json")
+    with atomic_path(run_dir / "classes.json") as tmp:
+        tmp.write_text(json.dumps(classes))
     train_set = _train_set(version_id, items, url)
     train_items = [i for _, i in train_set]
     val_items = [i for i in items if i.split == "val"]
@@ -221,8 +215,8 @@ def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None,
         if wandb_run is not None:
             wandb_run.finish()
     if not best.is_file():  # resumed after the last epoch already ran: keep the restored weights
-        model.save(run_dir / BEST_TMP)
-        os.replace(run_dir / BEST_TMP, best)
+        with atomic_path(best, suffix=".keras") as tmp:
+            model.save(tmp)
     with db.connect(url) as conn:
         conn.execute(db.sql("runs", "finish_training"), {"id": run_id, "model": str(best)})
     return run_id
@@ -265,4 +259,5 @@ def _fit_phase(model, cfg: RunConfig, phase: Phase, run_id: int, run_dir: Path, 
     model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=phase.start,
               callbacks=callbacks, verbose=1 if progress_enabled() else 2,
               shuffle=False)  # the tf.data pipeline shuffles; Keras would only warn
-    _atomic_save_weights(model, done)
+    with atomic_path(done, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)

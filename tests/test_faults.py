@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from painting_ml import catalog, db
-from painting_ml.augmentation import write_atomic
+from painting_ml.fileio import write_atomic
 from painting_ml.exceptions import DatabaseError
 
 CLI = str(Path(sys.executable).with_name("painting-ml"))
