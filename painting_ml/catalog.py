@@ -280,13 +280,20 @@ def ingest(data_dir: str | Path, url: str | None = None) -> IngestSummary:
     Returns:
         Counts of this ingest and of the tables afterwards.
     """
+    db.migrate(url)
+    return _ingest_folder(Path(data_dir).resolve(), url)
+
+
+def _ingest_folder(data_dir: Path, url: str | None, state: tuple[str, int] | None = None) -> IngestSummary:
+    """Plan and load ``data_dir`` (schema already migrated); ``state`` = (fingerprint, file count)
+    is recorded in ``ingest_state`` in the same transaction as the rows."""
     from painting_ml.settings import get_settings
 
-    data_dir = Path(data_dir).resolve()
     good, rejects, source_csv = plan_ingest(data_dir, reduced_dir=get_settings().home / "reduced")
-    db.migrate(url)
     with db.connect(url) as conn:
         paintings_total, rejects_total = load_rows(conn, good, rejects, source_csv)
+        if state is not None:
+            conn.execute(db.sql("ingest", "set_state"), {"root": str(data_dir), "fp": state[0], "files": state[1]})
     summary = IngestSummary(source_csv, len(good) + len(rejects), len(good), len(rejects),
                             paintings_total, rejects_total)
     log.info("ingested %s: %d loaded, %d rejected", data_dir, summary.loaded, summary.rejected)
@@ -319,7 +326,7 @@ def ingest_if_changed(data_dir: str | Path, url: str | None = None) -> dict | No
     """Ingest ``data_dir`` only when its files changed since the last ingest of that folder.
 
     Returns the ingest summary, or None when nothing changed (the folder's fingerprint is stored
-    only after a successful ingest, so a failed one is retried next time).
+    in the ingest's own transaction, so a failed ingest is retried next time).
     """
     root = str(Path(data_dir).resolve())
     fingerprint, files = scan_fingerprint(root)
@@ -329,7 +336,5 @@ def ingest_if_changed(data_dir: str | Path, url: str | None = None) -> dict | No
     if row and row[0] == fingerprint:
         log.info("no change under %s (%d files); nothing to ingest", root, files)
         return None
-    summary = ingest(root, url).to_dict()
-    with db.connect(url) as conn:
-        conn.execute(db.sql("ingest", "set_state"), {"root": root, "fp": fingerprint, "files": files})
+    summary = _ingest_folder(Path(root), url, state=(fingerprint, files)).to_dict()
     return {**summary, "files": files, "fingerprint": fingerprint[:16]}

@@ -103,9 +103,7 @@ def evaluate(run_id: int, url: str | None = None) -> dict:
     from painting_ml.inference import infer, load_run_model
 
     rm = load_run_model(run_id, url)
-    with db.connect(url) as conn:
-        version_id = conn.execute(db.sql("runs", "get_run"), {"id": run_id}).fetchone()[2]
-    _, items = load_items(version_id, url)
+    _, items = load_items(rm.version_id, url)
     classes = rm.classes
     splits = {s: [i for i in items if i.split == s] for s in ("val", "test", UNSEEN)}
     out = {s: infer(rm, [i.path for i in its]) for s, its in splits.items()}

@@ -25,6 +25,7 @@ class RunModel:
     model: object          # keras.Model with outputs {target..., "embedding"}
     classes: dict[str, list[str]]
     config: dict
+    version_id: int        # the dataset version it was trained on
 
 
 def champion_run_id(url: str | None = None) -> int:
@@ -56,7 +57,7 @@ def load_run_model(run_id: int | None = None, url: str | None = None) -> RunMode
     model = keras.models.load_model(run["model_path"])
     outputs = {t: model.get_layer(t).output for t in classes}
     outputs["embedding"] = model.get_layer(EMBEDDING_LAYER).output
-    return RunModel(run_id, keras.Model(model.inputs, outputs), classes, run["config"])
+    return RunModel(run_id, keras.Model(model.inputs, outputs), classes, run["config"], run["dataset_version_id"])
 
 
 def infer(rm: RunModel, paths: Sequence[str], batch_size: int | None = None) -> dict[str, np.ndarray]:

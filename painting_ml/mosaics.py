@@ -141,11 +141,14 @@ def render_run_mosaics(run_id: int, url: str | None = None, thumb: int = 96, col
     from painting_ml.progress import progress
 
     slugs = artist_slugs(artists)
+    written = []
     for artist in progress(artists, "mosaics"):
         for kind in ("predicted", "real"):
             tiles, title = mosaic_tiles(preds, artist, kind, max_tiles)
             path = out / f"{kind}_{slugs[artist]}.png"
             write_atomic(render_mosaic(title, tiles, thumb, columns), path, format="PNG")
-            with db.connect(url) as conn:
-                record_artifact(conn, run_id, f"mosaic_{kind}", path)
+            written.append((f"mosaic_{kind}", path))
+    with db.connect(url) as conn:  # one connection for the registry, not one per file
+        for kind, path in written:
+            record_artifact(conn, run_id, kind, path)
     return out

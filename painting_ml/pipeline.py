@@ -80,8 +80,8 @@ def report_step(run_id: int) -> str:
 
 def prepare_and_train(cfg: RunConfig, run_key: str | None = None) -> dict:
     """Ingest, select, split, augment (all idempotent) and train, in this process (the CLI's
-    ``painting-ml train``). The same ``run_key`` resumes that run from its last checkpoint."""
-    db.migrate()
+    ``painting-ml train``). The same ``run_key`` resumes that run from its last checkpoint.
+    The ingest step migrates the schema first."""
     ingest_step(cfg)
     selection = select_artists_step(cfg)
     version_id = split_step(cfg, selection)
