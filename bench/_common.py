@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 @contextlib.contextmanager
 def scratch_database():
     """Create a database on the PAINTING_DB_URL server (or the embedded one); drop it after."""
-    from painting_ml import db
-    from painting_ml.settings import get_settings
+    from painting_ml.core import db
+    from painting_ml.core.settings import get_settings
 
     base = db.resolve_url(get_settings())
     url = db.create_database(base, "pm_bench")
@@ -33,7 +33,7 @@ def painting_jpegs(folder: Path, n: int, width: int, height: int, style_seed: in
     (files already there are reused, so repeated runs skip the painting)."""
     import numpy as np
 
-    from painting_ml.synth import GENRES, make_styles, paint
+    from painting_ml.data.synth import GENRES, make_styles, paint
 
     folder.mkdir(parents=True, exist_ok=True)
     styles = make_styles(8, np.random.default_rng(style_seed))

@@ -35,12 +35,12 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PAINTING_HOME"] = tmp
-        from painting_ml.settings import reload_settings
+        from painting_ml.core.settings import reload_settings
 
         reload_settings()
-        from painting_ml.config import RunConfig
+        from painting_ml.core.config import CPU_DEMO, RunConfig
         from painting_ml.pipeline import run_all
-        from painting_ml.synth import generate
+        from painting_ml.data.synth import generate
 
         data = Path(tmp) / "data"
         generate(data, artists=args.artists, per_artist=args.per_artist, size=96, seed=0)
@@ -49,8 +49,8 @@ def main() -> None:
             os.environ["PAINTING_DB_URL"] = url
             reload_settings()
             for backbone, targets in RUNS:
-                cfg = RunConfig(data_dir=str(data), n_artists=args.artists, epochs=args.epochs,
-                                image_size=args.size, backbone=backbone, targets=targets, wandb=False)
+                cfg = RunConfig(**{**CPU_DEMO, "data_dir": str(data), "n_artists": args.artists, "epochs": args.epochs,
+                                   "image_size": args.size, "backbone": backbone, "targets": targets, "wandb": False})
                 t0 = time.perf_counter()
                 s = run_all(cfg)
                 rows.append((backbone, "+".join(targets), s, time.perf_counter() - t0))

@@ -6,7 +6,7 @@ PyTorch but no TensorFlow), or the default TensorFlow backend. No tf.data here: 
 a uint8 image cache in host memory (what make_dataset caches), shuffled and batched by a
 keras.utils.PyDataset, transferred each step, with the model's fused RandomAffine augmentation on
 the device. bf16 mixed precision and XLA (jit_compile) are on when a GPU is present
-(painting_ml.accelerator).
+(painting_ml.learn.accelerator).
 
     KERAS_BACKEND=jax python bench/gpu_train.py                       # on a GPU: 224 px, batch 256
     .venv/bin/python bench/gpu_train.py --size 64 --batch 16 --steps 6   # CPU smoke size
@@ -37,9 +37,9 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from painting_ml.accelerator import apply, plan
-    from painting_ml.config import RunConfig
-    from painting_ml.models import compile_model, create_model
+    from painting_ml.learn.accelerator import apply, plan
+    from painting_ml.core.config import RunConfig
+    from painting_ml.learn.models import compile_model, create_model
 
     accel = plan()
     print(f"backend {accel.backend}, {accel.gpus} GPU(s), mixed precision {accel.mixed_precision}, "
@@ -51,7 +51,8 @@ def main() -> None:
 
     def build(online_augment: bool):
         cfg = RunConfig(data_dir="-", image_size=args.size, batch_size=args.batch, online_augment=online_augment,
-                        optimizer="sgd", learning_rate=0.01)
+                        optimizer="sgd", learning_rate=0.01, weights=None, fine_tune="all",
+                        gradient_accumulation_steps=1)
         with apply(accel):
             model = create_model(cfg, args.classes)
             compile_model(model, cfg, jit_compile=accel.jit_compile)

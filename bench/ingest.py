@@ -1,7 +1,7 @@
 """Ingest benchmark: 100,000 rows shaped like all_data_info.csv into PostgreSQL.
 
 Side by side in one run: the project's path (COPY into a staging table + one upsert,
-painting_ml.catalog.load_rows), row-by-row INSERT (timed on a 5,000-row sample and scaled), and
+painting_ml.data.ingest.load_rows), row-by-row INSERT (timed on a 5,000-row sample and scaled), and
 pandas.DataFrame.to_sql; then re-ingesting the same 100,000 rows (the idempotent upsert). The
 image probing of a real ingest is not part of this: it measures the database path only.
 
@@ -36,7 +36,8 @@ def main() -> None:
     import psycopg
     import sqlalchemy
 
-    from painting_ml import catalog, db
+    from painting_ml.data import ingest as catalog
+    from painting_ml.core import db
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000)
@@ -51,13 +52,13 @@ def main() -> None:
             conn.execute("TRUNCATE paintings, rejects CASCADE")
         t = time.perf_counter()
         with db.connect(url) as conn:
-            catalog.load_rows(conn, rows, [], "all_data_info.csv")
+            catalog.load_rows(conn, rows, [], "all_data_info.csv", "/data/painter-by-numbers")
         copy_s = time.perf_counter() - t
         print(f"project COPY + upsert:      {args.rows / copy_s:10,.0f} rows/s ({copy_s:.2f} s)", flush=True)
 
         t = time.perf_counter()
         with db.connect(url) as conn:
-            total, _ = catalog.load_rows(conn, rows, [], "all_data_info.csv")
+            total = catalog.load_rows(conn, rows, [], "all_data_info.csv", "/data/painter-by-numbers")["paintings_total"]
         again_s = time.perf_counter() - t
         assert total == args.rows, "re-ingest changed the row count"
         print(f"re-ingest same rows:        {args.rows / again_s:10,.0f} rows/s ({again_s:.2f} s, count unchanged)", flush=True)
@@ -65,7 +66,7 @@ def main() -> None:
         with db.connect(url) as conn:
             conn.execute("TRUNCATE paintings CASCADE")
         insert = (f"INSERT INTO paintings ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
-                  "ON CONFLICT (filename) DO NOTHING")
+                  "ON CONFLICT (data_root, filename) DO NOTHING")
         sample = rows[: args.sample]
         t = time.perf_counter()
         with psycopg.connect(url) as conn:

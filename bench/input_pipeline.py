@@ -2,7 +2,7 @@
 
 Both deliver 224 px batches of 32, with the same augmentation family (rotation 20°, shift 0.2,
 shear 0.2, zoom 0.2, horizontal flip), ready for the model, from the same generated JPEGs
-(512×384). The project's path is painting_ml.data.make_dataset (parallel decode, one resize, uint8
+(512×384). The project's path is painting_ml.data.inputs.make_dataset (parallel decode, one resize, uint8
 disk cache, prefetch) followed by the fused RandomAffine layer the model runs in training — its
 cost is counted here. The naive port (same tf.data path, Keras' five stacked augmentation layers)
 is printed for reference. Peak RSS of the project's path is measured in fresh processes on 1× and
@@ -65,8 +65,8 @@ def run_project(paths: list[str], epochs: int, cache_dir: str, stacked: bool = F
     import keras
     import tensorflow as tf
 
-    from painting_ml.data import make_dataset
-    from painting_ml.online_augment import RandomAffine, stacked_keras_layers
+    from painting_ml.data.inputs import make_dataset
+    from painting_ml.learn.online_augment import RandomAffine, stacked_keras_layers
 
     ds = make_dataset(paths, [i % 8 for i in range(len(paths))], image_size=SIZE, batch_size=BATCH,
                       shuffle=True, seed=1, cache=cache, cache_dir=cache_dir, shuffle_buffer=256)

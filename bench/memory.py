@@ -34,9 +34,9 @@ def make_images(folder: Path, n: int) -> list[str]:
 def child(n: int, model_name: str, folder: str) -> None:
     import keras
 
-    from painting_ml.config import RunConfig
-    from painting_ml.data import make_dataset
-    from painting_ml.models import compile_model, create_model
+    from painting_ml.core.config import RunConfig
+    from painting_ml.data.inputs import make_dataset
+    from painting_ml.learn.models import compile_model, create_model
 
     paths = make_images(Path(folder), n)
     labels = [i % 8 for i in range(n)]
@@ -44,7 +44,7 @@ def child(n: int, model_name: str, folder: str) -> None:
         ds = make_dataset(paths, labels, image_size=SIZE, batch_size=32, shuffle=True, seed=0,
                           cache="disk", cache_dir=cache, shuffle_buffer=256)
         if model_name == "resnet50":
-            cfg = RunConfig(data_dir="-", image_size=SIZE)
+            cfg = RunConfig(data_dir="-", image_size=SIZE, weights=None, fine_tune="all", gradient_accumulation_steps=1)
             model = create_model(cfg, 8)
             compile_model(model, cfg)
         else:

@@ -1,5 +1,5 @@
 """Is training input-bound? Images/s of training epochs of the same model and batch size, fed
-(a) through the real input path (painting_ml.data.make_dataset: decode, resize, cache, prefetch;
+(a) through the real input path (painting_ml.data.inputs.make_dataset: decode, resize, cache, prefetch;
 the model's online augmentation on) and (b) from the same images already in memory as tensors.
 
     .venv/bin/python bench/train_input.py [--images 256] [--size 64] [--epochs 2]
@@ -51,10 +51,10 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from painting_ml.config import RunConfig
-    from painting_ml.data import make_dataset
-    from painting_ml.models import compile_model, create_model
-    from painting_ml.synth import generate
+    from painting_ml.core.config import RunConfig
+    from painting_ml.data.inputs import make_dataset
+    from painting_ml.learn.models import compile_model, create_model
+    from painting_ml.data.synth import generate
 
     work = Path(tempfile.mkdtemp(prefix="pm_bench_train_"))
     generate(work, artists=8, per_artist=args.images // 8, size=128, seed=0, test_only_artists=0, broken=0)
@@ -65,7 +65,8 @@ def main() -> None:
     print(f"ResNet50 at {args.size}px, batch {args.batch}, {n} images, {args.epochs} timed epochs per feed; "
           f"{machine()}", flush=True)
 
-    cfg = RunConfig(data_dir=str(work), image_size=args.size, batch_size=args.batch)
+    cfg = RunConfig(data_dir=str(work), image_size=args.size, batch_size=args.batch, weights=None, fine_tune="all",
+                    gradient_accumulation_steps=1)
     keras.utils.set_random_seed(0)
     model = create_model(cfg, 8)
     compile_model(model, cfg)

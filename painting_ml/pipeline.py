@@ -9,86 +9,133 @@ from __future__ import annotations
 import logging
 import uuid
 
-from painting_ml import db
-from painting_ml.config import RunConfig
+from painting_ml.core import db
+from painting_ml.core.config import RunConfig
 
 log = logging.getLogger(__name__)
 
 
+def check_config_step(cfg: RunConfig) -> dict:
+    """The run's first second: the config is valid (it was built) and its weights file exists.
+
+    Raises:
+        ConfigError: one line saying where to put the missing weights file.
+    """
+    from painting_ml.core.weights import check_weights
+
+    check_weights(cfg.weights, cfg.backbone)
+    return {"weights": cfg.weights, "backbone": cfg.backbone, "image_size": cfg.image_size,
+            "optimizers": list(cfg.optimizers), "fingerprint": cfg.fingerprint()}
+
+
+def migrate_step() -> list[str]:
+    """Apply pending schema migrations (the DAGs' first task); returns what was applied."""
+    return db.migrate()
+
+
 def ingest_step(cfg: RunConfig) -> dict:
     """Ingest the data folder when its files changed since the last ingest (else a no-op)."""
-    from painting_ml.catalog import ingest_if_changed
+    from painting_ml.data.ingest import ingest_if_changed
 
     return ingest_if_changed(cfg.data_dir) or {"unchanged": True, "data_dir": cfg.data_dir}
 
 
+def folder_settled_step(data_dir: str, quiet_seconds: float) -> tuple[bool, str]:
+    """Whether the data folder has been left alone for ``quiet_seconds`` (two scans agree)."""
+    from painting_ml.data.settle import folder_settled
+
+    return folder_settled(data_dir, quiet_seconds)
+
+
+def ingest_if_changed_step(data_dir: str) -> dict | None:
+    """The ingest DAG's step: ingest only when the folder changed; None when nothing did."""
+    from painting_ml.data.ingest import ingest_if_changed
+
+    return ingest_if_changed(data_dir)
+
+
 def select_artists_step(cfg: RunConfig) -> dict:
-    from painting_ml.selection import select_artists
+    from painting_ml.data.selection import select_artists
 
     return select_artists(cfg).to_dict()
 
 
 def split_step(cfg: RunConfig, selection: dict) -> int:
-    from painting_ml.datasets import create_dataset_version
-    from painting_ml.selection import Selection
+    from painting_ml.data.versions import create_dataset_version
+    from painting_ml.data.selection import Selection
 
     return create_dataset_version(cfg, Selection.from_dict(selection))
 
 
+def validate_step(cfg: RunConfig, version_id: int) -> dict:
+    """The data-quality gate on the dataset version; raises DataQualityError on a breach."""
+    from painting_ml.data.validation import validate_dataset
+
+    return validate_dataset(cfg, version_id)
+
+
 def augment_step(cfg: RunConfig, version_id: int) -> int:
-    from painting_ml.augmentation import augment_version
+    from painting_ml.data.augment import augment_version
 
     return augment_version(version_id, cfg.augment)
 
 
 def train_step(cfg: RunConfig, version_id: int, run_key: str) -> int:
-    from painting_ml.training import train
+    from painting_ml.learn.training import train
 
     return train(cfg, version_id, run_key)
 
 
 def evaluate_step(run_id: int) -> dict:
-    from painting_ml.evaluation import evaluate
+    from painting_ml.learn.evaluation import evaluate
 
     return evaluate(run_id)
 
 
 def mosaics_step(cfg: RunConfig, run_id: int) -> str:
-    from painting_ml.mosaics import render_run_mosaics
+    from painting_ml.results.mosaics import render_run_mosaics
 
     return str(render_run_mosaics(run_id, thumb=cfg.mosaic_thumb, columns=cfg.mosaic_columns,
                                   max_tiles=cfg.mosaic_max_tiles))
 
 
 def compare_step(run_ids: list[int]) -> dict:
-    from painting_ml.comparison import compare_runs
+    from painting_ml.results.comparison import compare_runs
 
     return compare_runs(run_ids)
 
 
 def promote_step(cfg: RunConfig, run_id: int) -> dict:
-    from painting_ml.promotion import promote
+    """The promotion decision with the run's test accuracy and macro-F1 (the summary mail's content)."""
+    from painting_ml.results.promotion import promote
 
-    return promote(run_id, cfg.max_recall_drop).to_dict()
+    decision = promote(run_id, cfg.max_recall_drop).to_dict()
+    with db.connect() as conn:
+        scores = db.fetch_one(conn, db.sql("runs", "run_summary"), {"id": run_id}) or {}
+    return {**decision, "test_accuracy": scores.get("test_accuracy"), "macro_f1": scores.get("macro_f1")}
 
 
 def report_step(run_id: int) -> str:
-    from painting_ml.report import render_report
+    from painting_ml.results.report import render_report
 
     return str(render_report(run_id))
 
 
 def prepare_and_train(cfg: RunConfig, run_key: str | None = None) -> dict:
-    """Ingest, select, split, augment (all idempotent) and train, in this process (the CLI's
-    ``painting-ml train``). The same ``run_key`` resumes that run from its last checkpoint.
-    The ingest step migrates the schema first."""
+    """Check the weights file, ingest, select, split, validate (the data-quality gate), augment
+    (all idempotent) and train, in this process (the CLI's ``painting-ml train``). The same
+    ``run_key`` resumes that run from its last checkpoint. The schema is migrated first (a no-op
+    when it is current)."""
+    check_config_step(cfg)
+    migrate_step()
     ingest_step(cfg)
     selection = select_artists_step(cfg)
     version_id = split_step(cfg, selection)
+    validate_step(cfg, version_id)
     augment_step(cfg, version_id)
     run_id = train_step(cfg, version_id, run_key or f"cli:{uuid.uuid4().hex}")
     with db.connect() as conn:
-        model_path = conn.execute(db.sql("runs", "get_run"), {"id": run_id}).fetchone()[6]
+        model_path = db.fetch_one(conn, db.sql("runs", "get_run"), {"id": run_id})["model_path"]
     return {"run_id": run_id, "dataset_version_id": version_id, "model_path": model_path}
 
 
@@ -101,3 +148,34 @@ def run_all(cfg: RunConfig, run_key: str | None = None) -> dict:
     summary["report"] = report_step(run_id)
     summary["dataset_version_id"] = version_id
     return summary
+
+
+# --- the champion at work (painting_attribute) --------------------------------------------------
+def export_champion_step() -> int | None:
+    """Write the champion's serving export if it is not there yet; its run id (None: no champion)."""
+    from painting_ml.learn.export import export_serving_model
+    from painting_ml.results.attribution import current_champion
+
+    run_id = current_champion()
+    if run_id is not None:
+        export_serving_model(run_id)
+    return run_id
+
+
+def plan_attribution_step(run_id: int) -> dict:
+    """How many shards the champion's unscored paintings split into (``shards`` 0: nothing to do)."""
+    from painting_ml.results.attribution import plan_attribution
+
+    return plan_attribution(run_id)
+
+
+def attribute_shard_step(run_id: int, shard: int, shards: int) -> dict:
+    from painting_ml.results.attribution import score_shard
+
+    return score_shard(run_id, shard, shards)
+
+
+def finish_attribution_step(run_id: int) -> dict:
+    from painting_ml.results.attribution import finish_attribution
+
+    return finish_attribution(run_id)

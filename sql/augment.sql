@@ -10,4 +10,4 @@ VALUES (%(id)s, %(src)s, %(t)s, %(path)s)
 ON CONFLICT (version_id, source_filename, transform) DO UPDATE SET path = EXCLUDED.path;
 
 -- name: count
-SELECT count(*) FROM augmented_images WHERE version_id = %(id)s;
+SELECT count(*) AS n FROM augmented_images WHERE version_id = %(id)s;

@@ -1,31 +1,39 @@
 -- Statements used by painting_ml.selection and painting_ml.datasets.
 
+-- Selection reads only the run's data root, and never a painting that left the folder.
+
 -- name: artist_counts
-SELECT artist, count(*) FROM paintings GROUP BY artist;
+SELECT artist, count(*) AS n FROM paintings WHERE data_root = %(root)s AND gone_at IS NULL GROUP BY artist;
 
 -- name: files_of_artists
-SELECT filename, artist FROM paintings WHERE artist = ANY(%(artists)s) ORDER BY filename;
+SELECT filename, artist FROM paintings
+WHERE data_root = %(root)s AND gone_at IS NULL AND artist = ANY(%(artists)s) ORDER BY filename;
 
 -- name: files_of_other_artists
-SELECT filename, artist FROM paintings WHERE artist <> ALL(%(artists)s) ORDER BY filename;
+SELECT filename, artist FROM paintings
+WHERE data_root = %(root)s AND gone_at IS NULL AND artist <> ALL(%(artists)s) ORDER BY filename;
+
+-- name: lock
+SELECT pg_advisory_xact_lock(%(lock)s);
 
 -- name: find_version
 SELECT id FROM dataset_versions WHERE content_hash = %(hash)s;
 
 -- name: insert_version
-INSERT INTO dataset_versions (content_hash, config, artists, artist_counts)
-VALUES (%(hash)s, %(config)s, %(artists)s, %(counts)s)
+INSERT INTO dataset_versions (content_hash, config, artists, artist_counts, data_root)
+VALUES (%(hash)s, %(config)s, %(artists)s, %(counts)s, %(root)s)
 RETURNING id;
 
 -- name: copy_items
-COPY dataset_items (version_id, filename, artist, label, split) FROM STDIN;
+COPY dataset_items (version_id, data_root, filename, artist, label, split) FROM STDIN;
 
 -- name: get_version
-SELECT artists, config, artist_counts FROM dataset_versions WHERE id = %(id)s;
+SELECT artists, config, artist_counts, data_root FROM dataset_versions WHERE id = %(id)s;
 
 -- name: items
-SELECT i.filename, i.artist, i.label, i.split, COALESCE(p.reduced_path, p.data_root || '/' || p.rel_path),
-       NULLIF(btrim(p.style), ''), NULLIF(btrim(p.genre), '')
-FROM dataset_items i JOIN paintings p USING (filename)
+-- gone: the painting left its folder after the version was made (the version stays readable).
+SELECT i.filename, i.artist, i.label, i.split, COALESCE(p.reduced_path, p.data_root || '/' || p.rel_path) AS path,
+       NULLIF(btrim(p.style), '') AS style, NULLIF(btrim(p.genre), '') AS genre, p.gone_at IS NOT NULL AS gone
+FROM dataset_items i JOIN paintings p ON p.data_root = i.data_root AND p.filename = i.filename
 WHERE i.version_id = %(id)s
 ORDER BY i.split, i.label, i.filename;

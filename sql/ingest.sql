@@ -1,4 +1,4 @@
--- Statements used by painting_ml.catalog.ingest, one transaction per ingest.
+-- Statements used by painting_ml.data.ingest, one transaction per ingest.
 
 -- name: create_staging
 CREATE TEMP TABLE staging_paintings (LIKE paintings INCLUDING DEFAULTS) ON COMMIT DROP;
@@ -11,26 +11,29 @@ FROM STDIN;
 
 -- name: lock_ingest
 -- One ingest at a time: the update + insert pair below is then race-free.
-SELECT pg_advisory_xact_lock(7060);
+SELECT pg_advisory_xact_lock(%(lock)s);
 
 -- name: analyze_staging
 ANALYZE staging_paintings;
 
 -- name: update_paintings
--- Only rows whose content changed are rewritten, so a rerun leaves the table untouched.
+-- Only rows whose content changed are rewritten (every written column is compared, and a gone row
+-- that is back is revived), so a rerun leaves the table untouched. Rows match within one data root.
 UPDATE paintings AS p SET
     artist = s.artist, title = s.title, style = s.style, genre = s.genre, date = s.date,
     source = s.source, artist_group = s.artist_group, in_train = s.in_train,
     meta_width = s.meta_width, meta_height = s.meta_height, size_bytes = s.size_bytes,
-    data_root = s.data_root, rel_path = s.rel_path, width = s.width, height = s.height,
-    mode = s.mode, source_csv = s.source_csv, reduced_path = s.reduced_path, ingested_at = now()
+    rel_path = s.rel_path, width = s.width, height = s.height,
+    mode = s.mode, source_csv = s.source_csv, reduced_path = s.reduced_path, gone_at = NULL, ingested_at = now()
 FROM staging_paintings AS s
-WHERE p.filename = s.filename
-  AND (p.artist, p.title, p.style, p.genre, p.date, p.data_root, p.rel_path, p.width, p.height, p.mode,
-       p.reduced_path)
+WHERE p.data_root = s.data_root AND p.filename = s.filename
+  AND (p.artist, p.title, p.style, p.genre, p.date, p.source, p.artist_group, p.in_train,
+       p.meta_width, p.meta_height, p.size_bytes, p.rel_path, p.width, p.height, p.mode,
+       p.source_csv, p.reduced_path, p.gone_at)
       IS DISTINCT FROM
-      (s.artist, s.title, s.style, s.genre, s.date, s.data_root, s.rel_path, s.width, s.height, s.mode,
-       s.reduced_path);
+      (s.artist, s.title, s.style, s.genre, s.date, s.source, s.artist_group, s.in_train,
+       s.meta_width, s.meta_height, s.size_bytes, s.rel_path, s.width, s.height, s.mode,
+       s.source_csv, s.reduced_path, NULL::timestamptz);
 
 -- name: insert_new_paintings
 -- A plain insert of the new rows (an anti-join) avoids ON CONFLICT's per-row speculative insertion.
@@ -41,21 +44,39 @@ SELECT s.filename, s.artist, s.title, s.style, s.genre, s.date, s.source, s.arti
        s.meta_width, s.meta_height, s.size_bytes, s.data_root, s.rel_path, s.width, s.height, s.mode,
        s.source_csv, s.reduced_path
 FROM staging_paintings AS s
-WHERE NOT EXISTS (SELECT 1 FROM paintings AS p WHERE p.filename = s.filename);
+WHERE NOT EXISTS (SELECT 1 FROM paintings AS p WHERE p.data_root = s.data_root AND p.filename = s.filename);
+
+-- name: mark_gone
+-- The root's rows that this ingest did not load (CSV line removed, file deleted, now a reject).
+-- EXCEPT (a hashed or sorted set difference) stays linear even when the statistics of the rows
+-- just inserted are stale, where an anti-join would be planned as a nested loop.
+UPDATE paintings AS p SET gone_at = now()
+FROM (SELECT filename FROM paintings WHERE data_root = %(root)s AND gone_at IS NULL
+      EXCEPT
+      SELECT filename FROM staging_paintings) AS g
+WHERE p.data_root = %(root)s AND p.filename = g.filename;
+
+-- name: delete_unreferenced_gone
+-- Gone rows are kept only as the history of dataset versions that used them.
+DELETE FROM paintings AS p
+WHERE p.data_root = %(root)s AND p.gone_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM dataset_items AS i WHERE i.data_root = p.data_root AND i.filename = p.filename);
 
 -- name: delete_rejects
-DELETE FROM rejects WHERE source_csv = %(source_csv)s;
+DELETE FROM rejects WHERE data_root = %(root)s;
 
 -- name: copy_rejects
-COPY rejects (source_csv, line_no, filename, reason, detail) FROM STDIN;
+COPY rejects (data_root, source_csv, line_no, filename, reason, detail) FROM STDIN;
 
 -- name: counts
-SELECT (SELECT count(*) FROM paintings), (SELECT count(*) FROM rejects);
+SELECT (SELECT count(*) FROM paintings WHERE data_root = %(root)s AND gone_at IS NULL) AS paintings_total,
+       (SELECT count(*) FROM rejects WHERE data_root = %(root)s) AS rejects_total;
 
 -- name: get_state
 -- The stored fingerprint counts only while the folder's paintings are still in the table.
 SELECT s.fingerprint FROM ingest_state s
-WHERE s.data_root = %(root)s AND EXISTS (SELECT 1 FROM paintings p WHERE p.data_root = s.data_root);
+WHERE s.data_root = %(root)s
+  AND EXISTS (SELECT 1 FROM paintings p WHERE p.data_root = s.data_root AND p.gone_at IS NULL);
 
 -- name: set_state
 INSERT INTO ingest_state (data_root, fingerprint, files) VALUES (%(root)s, %(fp)s, %(files)s)

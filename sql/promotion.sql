@@ -1,5 +1,8 @@
 -- Statements used by painting_ml.promotion (the promotion gate).
 
+-- name: lock
+SELECT pg_advisory_xact_lock(%(lock)s);
+
 -- name: run_info
 SELECT r.id, r.status, r.dataset_version_id AS version_id, v.artists
 FROM runs r JOIN dataset_versions v ON v.id = r.dataset_version_id WHERE r.id = %(id)s;

@@ -20,6 +20,3 @@ SELECT subset, score, auc, n_pairs, n_positive FROM verification WHERE run_id = 
 -- name: promotions
 SELECT id, champion_run_id, candidate_f1, champion_f1, promoted, reasons, decided_at
 FROM promotions WHERE run_id = %(id)s ORDER BY decided_at DESC, id DESC;
-
--- name: artifacts
-SELECT kind, path, bytes, sha256 FROM artifacts WHERE run_id = %(id)s ORDER BY kind, path;

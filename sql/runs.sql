@@ -4,7 +4,7 @@
 -- A retried task (same run_key) gets its existing row back.
 INSERT INTO runs (run_key, dataset_version_id, config, run_dir)
 VALUES (%(key)s, %(version)s, %(config)s, '')
-ON CONFLICT (run_key) DO UPDATE SET status = 'running'
+ON CONFLICT (run_key) DO UPDATE SET status = 'running', error = NULL
 RETURNING id, run_dir;
 
 -- name: set_run_dir
@@ -22,7 +22,7 @@ ON CONFLICT (run_id, epoch) DO UPDATE SET
     seconds = EXCLUDED.seconds, metrics = EXCLUDED.metrics;
 
 -- name: best_val_accuracy
-SELECT max(val_accuracy) FROM epochs WHERE run_id = %(id)s;
+SELECT max(val_accuracy) AS best FROM epochs WHERE run_id = %(id)s;
 
 -- name: epochs_of_run
 SELECT epoch, phase, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
@@ -30,6 +30,12 @@ FROM epochs WHERE run_id = %(id)s ORDER BY epoch;
 
 -- name: set_classes
 UPDATE runs SET classes = %(classes)s WHERE id = %(id)s;
+
+-- name: fail_run
+-- The training raised or its task died: the row says so (a retry sets it back to 'running').
+UPDATE runs SET status = 'failed', error = %(error)s, finished_at = now()
+WHERE run_key = %(key)s AND status = 'running'
+RETURNING id;
 
 -- name: finish_training
 UPDATE runs SET status = 'trained', model_path = %(model)s WHERE id = %(id)s;
@@ -76,7 +82,10 @@ WHERE run_id = %(id)s ORDER BY artist;
 -- name: predictions_with_paths
 SELECT pr.filename, pr.true_artist, pr.predicted_artist, pr.confidence,
        COALESCE(p.reduced_path, p.data_root || '/' || p.rel_path) AS path
-FROM predictions pr JOIN paintings p USING (filename)
+FROM predictions pr
+JOIN runs r ON r.id = pr.run_id
+JOIN dataset_items i ON i.version_id = r.dataset_version_id AND i.filename = pr.filename
+JOIN paintings p ON p.data_root = i.data_root AND p.filename = i.filename
 WHERE pr.run_id = %(id)s ORDER BY pr.predicted_artist, pr.confidence DESC, pr.filename;
 
 -- name: upsert_artifact
@@ -85,7 +94,7 @@ ON CONFLICT (run_id, path) DO UPDATE SET kind = EXCLUDED.kind, bytes = EXCLUDED.
     sha256 = EXCLUDED.sha256, created_at = now();
 
 -- name: latest_run
-SELECT id FROM runs WHERE status = 'evaluated' ORDER BY finished_at DESC, id DESC LIMIT 1;
+SELECT id AS run_id FROM runs WHERE status = 'evaluated' ORDER BY finished_at DESC, id DESC LIMIT 1;
 
 -- name: run_summary
 SELECT id, test_accuracy, macro_f1, run_dir, summary FROM runs WHERE id = %(id)s;

@@ -49,5 +49,5 @@ FROM promotions p;
 
 -- Rejected CSV rows by file and reason.
 CREATE VIEW reject_summary AS
-SELECT source_csv, reason, count(*) AS n_rows, min(line_no) AS first_line, max(line_no) AS last_line
-FROM rejects GROUP BY source_csv, reason;
+SELECT data_root, source_csv, reason, count(*) AS n_rows, min(line_no) AS first_line, max(line_no) AS last_line
+FROM rejects GROUP BY data_root, source_csv, reason;

@@ -85,6 +85,7 @@ class Cluster:
             "PAINTING_HOME": str(painting_home),
             "WANDB_MODE": "disabled",
             **({"PAINTING_DATA_DIR": str(data_dir)} if data_dir else {}),
+            "PAINTING_INGEST_QUIET_SECONDS": "0",  # the watched folder is copied just before; no copy runs
             "TF_CPP_MIN_LOG_LEVEL": "2",
         })
         self.airflow = str(Path(sys.executable).with_name("airflow"))

@@ -33,7 +33,7 @@ def painting_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server_url(painting_home) -> str:
     """libpq URL of a database on the server the tests may create databases on."""
-    from painting_ml import db
+    from painting_ml.core import db
 
     base = os.environ.get("PAINTING_DB_URL")
     if base:
@@ -44,7 +44,8 @@ def server_url(painting_home) -> str:
 @pytest.fixture(scope="session")
 def db_url(server_url, painting_home) -> str:
     """A fresh database for this test session, with the schema applied; dropped at the end."""
-    from painting_ml import db, settings
+    from painting_ml.core import db
+    from painting_ml.core import settings
 
     url = db.create_database(server_url, "pm_test")
     os.environ["PAINTING_DB_URL"] = url
@@ -70,7 +71,7 @@ def clean_db(db_url) -> str:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """3 artists (+1 test-only) × 12 paintings at 48 px, with 3 broken files and 1 missing."""
-    from painting_ml.synth import generate
+    from painting_ml.data.synth import generate
 
     out = tmp_path_factory.mktemp("tiny") / "data"
     generate(out, artists=3, per_artist=12, size=48, seed=7, test_only_artists=1, broken=3)

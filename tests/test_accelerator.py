@@ -1,8 +1,8 @@
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
-from painting_ml import accelerator  # noqa: E402
+from painting_ml.learn import accelerator  # noqa: E402
 
 
 def test_cpu_plan_is_float32_without_forced_xla():
@@ -26,6 +26,10 @@ def test_apply_sets_the_global_policy():
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
-def test_plan_without_override_uses_detected_gpus():
-    n = accelerator.count_gpus()
-    assert accelerator.plan().gpus == n and accelerator.plan().mixed_precision == (n > 0)
+def test_plan_without_override_uses_detected_gpus(monkeypatch):
+    monkeypatch.setattr(accelerator, "count_gpus", lambda: 2)
+    p = accelerator.plan()
+    assert (p.gpus, p.mixed_precision, p.jit_compile, p.data_parallel) == (2, True, True, True)
+    monkeypatch.setattr(accelerator, "count_gpus", lambda: 0)
+    assert accelerator.plan().mixed_precision is False
+

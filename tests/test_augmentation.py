@@ -3,11 +3,11 @@ import psycopg
 import pytest
 from PIL import Image
 
-from painting_ml import catalog
-from painting_ml.augmentation import apply_transform, augment_version
-from painting_ml.config import RunConfig
-from painting_ml.datasets import create_dataset_version, load_items
-from painting_ml.selection import select_artists
+from painting_ml.data import ingest as catalog
+from painting_ml.data.augment import apply_transform, augment_version
+from painting_ml.core.config import RunConfig
+from painting_ml.data.versions import create_dataset_version, load_items
+from painting_ml.data.selection import select_artists
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ import psycopg
 import pytest
 
 from badinput import CSV_CASES, write_csv_case, write_row_corpus
-from painting_ml import catalog
+from painting_ml.data import images
+from painting_ml.data import ingest as catalog
 from painting_ml.cli import main
-from painting_ml.exceptions import DataError
+from painting_ml.core.errors import DataError
 
 
 def test_every_row_quirk_is_loaded_or_rejected_with_its_reason(clean_db, tmp_path):
@@ -70,14 +71,14 @@ def test_unreadable_file_is_rejected_not_fatal(clean_db, tmp_path, monkeypatch):
     """Permissions cannot be taken from root here, so the open() that fails is simulated."""
     data = tmp_path / "corpus"
     expected = write_row_corpus(data)
-    real_open = catalog.Image.open
+    real_open = images.open_trainable
 
     def deny(path, *a, **kw):
         if str(path).endswith("1010.jpg"):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *a, **kw)
 
-    monkeypatch.setattr(catalog.Image, "open", deny)
+    monkeypatch.setattr(images, "open_trainable", deny)
     catalog.ingest(data, clean_db)
     with psycopg.connect(clean_db) as conn:
         reason = conn.execute("SELECT reason, detail FROM rejects WHERE filename = '1010.jpg'").fetchone()

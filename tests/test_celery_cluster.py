@@ -12,6 +12,8 @@ import pytest
 
 from cluster import Cluster, reachable
 
+from painting_ml.core.config import CPU_DEMO
+
 pytestmark = pytest.mark.e2e
 
 
@@ -28,7 +30,7 @@ def cluster(tmp_path_factory, db_url, server_url, painting_home, watched):
     """One cluster for the tests of this module, on an emptied painting database."""
     if not reachable("127.0.0.1", 6379):
         pytest.skip("Redis is not reachable at 127.0.0.1:6379 (start it: redis-server --daemonize yes)")
-    from painting_ml import db
+    from painting_ml.core import db
 
     meta = db.create_database(server_url, "pm_airflow")
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -45,7 +47,7 @@ def cluster(tmp_path_factory, db_url, server_url, painting_home, watched):
 
 
 def test_two_retrains_at_once_on_celery_with_training_on_the_gpu_queue(cluster, db_url, tiny_data):
-    base = {"data_dir": str(tiny_data), "n_artists": 3, "epochs": 1, "image_size": 32, "batch_size": 16,
+    base = {**CPU_DEMO, "data_dir": str(tiny_data), "n_artists": 3, "epochs": 1, "image_size": 32, "batch_size": 16,
             "backbone": "resnet18", "head_units": 32}
     # Two runs at once with different Params, triggered through the REST API as the UI does.
     run_ids = [cluster.trigger("painting_retrain", {**base, "optimizers": ["adam"], "seed": 1}),
@@ -60,7 +62,7 @@ def test_two_retrains_at_once_on_celery_with_training_on_the_gpu_queue(cluster, 
     for run_id in run_ids:
         by_task = {t: (q, p, s) for r, t, q, p, s in tis if r == run_id}
         assert by_task["train"] == ("gpu", "gpu", "success")
-        assert all(s == "success" for _, _, s in by_task.values()) and len(by_task) == 11
+        assert all(s == "success" for _, _, s in by_task.values()) and len(by_task) == 14
         assert {q for t, (q, _, _) in by_task.items() if t != "train"} == {"default"}
     # Celery's own record: which worker and queue really executed each task.
     ran = {}
@@ -100,7 +102,8 @@ def test_ingest_publishes_the_catalog_asset_only_on_change(cluster, watched):
     assert len(triggered) == 1
     again = cluster.trigger("painting_ingest", {})  # nothing changed since
     assert cluster.wait_run("painting_ingest", again, timeout=300) == "success"
-    assert cluster.task_states("painting_ingest", again) == {"ingest_changes": "skipped"}
+    assert cluster.task_states("painting_ingest", again) == {"check_settled": "success", "migrate": "success",
+                                                       "ingest_changes": "skipped"}
     with psycopg.connect(cluster.metadata_url) as conn:
         events = conn.execute("SELECT count(*) FROM asset_event").fetchone()[0]
     assert events == 1  # only the ingest that changed something published

@@ -30,26 +30,40 @@ def test_dagbag_has_no_import_errors(tmp_path):
         "  'upstream': {t.task_id: sorted(t.upstream_task_ids) for t in d.tasks},\n"
         "  'queues': {t.task_id: t.queue for t in d.tasks}, 'pools': {t.task_id: t.pool for t in d.tasks},\n"
         "  'retries': {t.task_id: t.retries for t in d.tasks},\n"
+        "  'timeouts': {t.task_id: t.execution_timeout.total_seconds() for t in [*d.tasks, *i.tasks] if t.execution_timeout},\n"
+        "  'dagrun_timeout': d.dagrun_timeout.total_seconds(), 'ingest_tasks': sorted(t.task_id for t in i.tasks),\n"
+        "  'ingest_upstream': {t.task_id: sorted(t.upstream_task_ids) for t in i.tasks},\n"
         "  'mapped': sorted(t.task_id for t in d.tasks if 'MappedOperator' in type(t).__name__),\n"
         "  'schedule': type(d.timetable).__name__, 'timetable': repr(d.timetable.timetable),\n"
         "  'retrain_assets': [a.name for a in d.timetable.asset_condition.objects],\n"
         "  'ingest_outlets': [o.name for t in i.tasks for o in t.outlets], 'ingest_schedule': repr(i.timetable),\n"
         "  'params': sorted(d.params.keys()), 'defaults': {k: d.params[k] for k in d.params},\n"
         "  'typed': [k for k in d.params if not d.params.get_param(k).schema.get('type')],\n"
+        "  'sections': {k: d.params.get_param(k).schema.get('section') for k in d.params},\n"
         "  'titles': all(d.params.get_param(k).schema.get('title') and d.params.get_param(k).description for k in d.params)}))\n",
         tmp_path,
     )
     assert result["errors"] == {}
     assert {"painting_retrain", "painting_ingest"} <= set(result["dags"])
-    assert result["tasks"] == sorted(["ingest", "select_artists", "split", "augment", "sweep", "train", "evaluate",
-                                      "compare", "promote", "mosaics", "report"])
+    assert result["tasks"] == sorted(["check_config", "migrate", "ingest", "select_artists", "split", "validate", "augment",
+                                      "sweep", "train", "evaluate", "compare", "promote", "mosaics", "report"])
     up = result["upstream"]
+    assert up["check_config"] == [] and up["migrate"] == ["check_config"] and up["ingest"] == ["migrate"]
+    # The data-quality gate sits between split and everything that spends time on the data.
+    assert up["validate"] == ["split"] and up["augment"] == ["validate"]
     assert up["train"] == ["augment", "sweep"] and up["evaluate"] == ["train"] and up["compare"] == ["evaluate"]
     assert up["promote"] == ["compare"] and up["mosaics"] == ["evaluate", "promote"] and up["report"] == ["mosaics"]
     assert result["mapped"] == ["evaluate", "mosaics", "report", "train"]
     assert result["queues"]["train"] == "gpu" and result["pools"]["train"] == "gpu"
     assert {q for t, q in result["queues"].items() if t != "train"} == {"default"}
-    assert all(r >= 1 for r in result["retries"].values())
+    assert all(r >= 1 for t, r in result["retries"].items() if t != "check_config")
+    assert result["retries"]["check_config"] == 0  # a missing weights file fails the run at once
+    # Every task of both DAGs has an execution_timeout; train's is the recipe's train_timeout_minutes.
+    assert set(result["timeouts"]) == set(result["tasks"]) | set(result["ingest_tasks"])
+    assert result["timeouts"]["train"] == 360 * 60 and result["timeouts"]["check_config"] <= 300
+    assert result["dagrun_timeout"] >= 3 * 360 * 60
+    assert result["ingest_tasks"] == ["check_settled", "ingest_changes", "migrate"]
+    assert result["ingest_upstream"]["migrate"] == ["check_settled"]
     assert result["schedule"] == "AssetOrTimeSchedule" and result["retrain_assets"] == ["painting_catalog"]
     assert "0 3 * * 1" in result["timetable"]
     assert result["ingest_outlets"] == ["painting_catalog"] and "'0 * * * *'" in result["ingest_schedule"]
@@ -58,11 +72,13 @@ def test_dagbag_has_no_import_errors(tmp_path):
     assert result["titles"] is True
     assert result["typed"] == []  # every Param has a JSON-schema type (ranges and enums where they apply)
     # Every Param is a RunConfig key, and the form's defaults make a valid config.
-    from painting_ml.config import RunConfig
+    from painting_ml.core.config import RunConfig
 
-    assert set(result["params"]) <= set(RunConfig.known_keys())
+    assert set(result["params"]) == set(RunConfig.known_keys())  # every field is in the form
+    assert set(result["sections"].values()) == {"Data", "Data-quality gate", "Augmentation", "Model", "Optimisation",
+                                                 "Evaluation and promotion", "Artifacts and tracking"}
     cfg = RunConfig.from_params(result["defaults"])
-    assert cfg.targets == ("artist",) and cfg.backbone == "resnet50" and cfg.optimizers == ("adam", "rmsprop", "sgd")
+    assert cfg.targets == ("artist",) and cfg.backbone == "resnet50" and cfg.optimizers == ("adam",)
 
 
 def test_invalid_params_are_refused_at_trigger(tmp_path):

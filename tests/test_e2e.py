@@ -7,8 +7,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from painting_ml.airflow_env import airflow_env, run_airflow
-from painting_ml.settings import reload_settings
+from painting_ml.core.config import CPU_DEMO
+from painting_ml.orchestration.local_airflow import airflow_env, run_airflow
+from painting_ml.core.settings import reload_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -17,7 +18,7 @@ def test_dag_runs_end_to_end(clean_db, tiny_data, tmp_path):
     settings = reload_settings()
     env = airflow_env(settings, clean_db, airflow_home=tmp_path / "airflow")
     run_airflow(["db", "migrate"], env, capture=True, timeout=300)
-    conf = {"data_dir": str(tiny_data), "n_artists": 3, "epochs": 1, "image_size": 32, "batch_size": 16,
+    conf = {**CPU_DEMO, "data_dir": str(tiny_data), "n_artists": 3, "epochs": 1, "image_size": 32, "batch_size": 16,
             "backbone": "resnet18", "optimizers": ["adam", "sgd"]}
     proc = run_airflow(["dags", "test", "painting_retrain", "-c", json.dumps(conf)], env, capture=True, timeout=900)
     assert "state=success" in proc.stdout + proc.stderr

@@ -16,14 +16,19 @@ import psycopg
 import pytest
 from PIL import Image
 
-from painting_ml import catalog, db
-from painting_ml.fileio import write_atomic
-from painting_ml.exceptions import DatabaseError
+from painting_ml.data import ingest as catalog
+from painting_ml.core import db
+from painting_ml.core.config import CPU_DEMO
+from painting_ml.core.files import write_atomic
+from painting_ml.core.errors import DatabaseError
 
 CLI = str(Path(sys.executable).with_name("painting-ml"))
 TRAIN_ARGS = ["--n-artists", "3", "--backbone", "resnet18", "--image-size", "32", "--batch-size", "8",
               "--augment", "hflip", "--no-wandb", "--set", "head_units=16",
-              "--set", "early_stopping_patience=0"]
+              "--set", "early_stopping_patience=0",
+              # the CPU-sized config for everything the flags above leave out (weights, fine-tuning, gate)
+              *[a for k, v in CPU_DEMO.items() if k not in ("image_size", "epochs", "optimizers")
+                for a in ("--set", f"{k}={json.dumps(v)}")]]
 
 
 def _env(url, home, **extra):

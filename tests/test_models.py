@@ -3,18 +3,18 @@
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
-from painting_ml.config import RunConfig  # noqa: E402
-from painting_ml.exceptions import ConfigError  # noqa: E402
-from painting_ml.models import (MaskedAccuracy, MaskedSparseCrossentropy, compile_model,  # noqa: E402
+from painting_ml.core.config import CPU_DEMO, RunConfig  # noqa: E402
+from painting_ml.core.errors import ConfigError  # noqa: E402
+from painting_ml.learn.models import (MaskedAccuracy, MaskedSparseCrossentropy, compile_model,  # noqa: E402
                                 create_backbone, create_model, create_optimizer, resnet18, stage_of)
-from painting_ml.training import plan_phases  # noqa: E402
+from painting_ml.learn.training import plan_phases  # noqa: E402
 
 
 def cfg(**kw):
     base = dict(data_dir="-", backbone="resnet18", image_size=32, online_augment=False, batch_size=8, seed=1)
-    return RunConfig(**{**base, **kw})
+    return RunConfig(**{**CPU_DEMO, **base, **kw})
 
 
 def test_resnet18_has_the_published_shape():
@@ -109,6 +109,31 @@ def test_frozen_backbone_does_not_change_and_bn_stays_in_inference_mode():
     assert any(not np.array_equal(head_before[k], head_after[k]) for k in head_before)
 
 
+def test_pretrained_stages_unfrozen_in_phase_two_keep_bn_statistics(tmp_path):
+    """Keras transfer-learning guide: on pretrained weights, BN layers stay in inference mode when
+    their stage is unfrozen, so phase 2 moves the stage's kernels but not its moving statistics."""
+    from painting_ml.learn.models import set_trainable
+
+    path = tmp_path / "resnet18_notop.weights.h5"
+    create_backbone(cfg()).save_weights(path)
+    c = cfg(weights=str(path), fine_tune="two_phase", epochs=2, head_epochs=1, fine_tune_stages=1)
+    model = create_model(c, 3)
+    set_trainable(model, "last_k", 1, freeze_bn=True)  # what phase 2 does
+    backbone = model.get_layer("backbone")
+    late = [layer for layer in backbone.layers if stage_of(layer.name) == 5 and layer.weights]
+    bns = [layer for layer in late if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bns and not any(layer.trainable for layer in bns)
+    before = _snapshot(late)
+    _fit_once(model, c)
+    after = _snapshot(late)
+    moving = [k for k in before if "moving_" in k]
+    assert moving and all(np.array_equal(before[k], after[k]) for k in moving)
+    assert any(not np.array_equal(before[k], after[k]) for k in before if "kernel" in k)
+    # From random init BN layers keep training (they have nothing worth keeping).
+    scratch = create_model(cfg(fine_tune="last_k"), 3).get_layer("backbone")
+    assert any(layer.trainable for layer in scratch.layers if isinstance(layer, keras.layers.BatchNormalization))
+
+
 def test_last_k_trains_only_the_last_stages():
     c = cfg(fine_tune="last_k", fine_tune_stages=1)
     model = create_model(c, 3)
@@ -156,7 +181,7 @@ def test_optimizers(name, cls):
 
 
 def test_unknown_optimizer_lists_the_choices():
-    with pytest.raises(ConfigError, match="adam, rmsprop, sgd, adamw"):
+    with pytest.raises(ConfigError, match="optimizer=.adagrad.: .*use one of adam, adamw, rmsprop, sgd"):
         cfg(optimizer="adagrad")
 
 

@@ -1,6 +1,6 @@
 from PIL import Image
 
-from painting_ml.mosaics import GREEN, RED, render_mosaic, slugify, thumbnail
+from painting_ml.results.mosaics import GREEN, RED, render_mosaic, slugify, thumbnail
 
 
 def test_slugify_non_ascii():

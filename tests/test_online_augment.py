@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
-from painting_ml.online_augment import RandomAffine  # noqa: E402
+from painting_ml.learn.online_augment import RandomAffine  # noqa: E402
 
 
 def _dot_batch(n=16):

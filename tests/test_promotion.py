@@ -6,8 +6,8 @@ import threading
 import psycopg
 import pytest
 
-from painting_ml.comparison import pick_best
-from painting_ml.promotion import Scores, decide, promote
+from painting_ml.results.comparison import pick_best
+from painting_ml.results.promotion import Scores, decide, promote
 
 
 def test_first_model_becomes_champion():
@@ -82,11 +82,27 @@ def test_promote_stores_decisions_and_moves_the_champion(versions):
     assert json.dumps(rows[1][2]).count("macro-F1 0.600 < champion's 0.700") == 1
 
 
-def test_concurrent_promotions_are_serialised(versions):
+def test_concurrent_promotions_are_serialised(versions, monkeypatch):
+    """Both gates gather their comparison (no champion yet) before either writes — a barrier
+    makes the overlap certain. The loser must notice the new champion and compare against it."""
+    from painting_ml.results import promotion
+
     url = versions
     with psycopg.connect(url) as conn:
         _add_run(conn, 1, 1, 0.70, {"a": 0.7, "b": 0.7})
         _add_run(conn, 2, 1, 0.70, {"a": 0.7, "b": 0.7})
+    barrier = threading.Barrier(2, timeout=60)
+    gathered = promotion._gather
+    calls = []
+
+    def overlapping_gather(run_id, url):
+        out = gathered(run_id, url)
+        calls.append((run_id, getattr(out, "champion_id", "decided")))
+        if len(calls) <= 2:
+            barrier.wait()  # both threads hold a "no champion" comparison at the same moment
+        return out
+
+    monkeypatch.setattr(promotion, "_gather", overlapping_gather)
     results = {}
     threads = [threading.Thread(target=lambda r=r: results.__setitem__(r, promote(r, 5, url))) for r in (1, 2)]
     for t in threads:
@@ -96,6 +112,8 @@ def test_concurrent_promotions_are_serialised(versions):
     # One of them went first and became champion with no baseline; the other was measured against it.
     first, second = sorted(results.values(), key=lambda d: d.champion_run_id is not None)
     assert first.champion_run_id is None and second.champion_run_id == first.run_id
+    assert [c[1] for c in calls[:2]] == [None, None]  # the race really happened
+    assert calls[2] == (second.run_id, first.run_id)  # and the loser re-gathered against the winner
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM champion").fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM promotions").fetchone()[0] == 2
@@ -113,4 +131,4 @@ def test_promote_cli(versions, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["promoted"] is False and any("recall of a fell 20.0 points" in r for r in out["reasons"])
     assert main(["promote", "--run-id", "99"]) == 2
-    assert "run 99 is not evaluated" in capsys.readouterr().err
+    assert "run 99 does not exist" in capsys.readouterr().err

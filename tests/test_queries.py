@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from painting_ml.cli import main
-from painting_ml.exceptions import ConfigError
-from painting_ml.queries import list_queries, parse_query, run_query
+from painting_ml.core.errors import ConfigError
+from painting_ml.results.queries import list_queries, parse_query, run_query
 
 EXPECTED = {
     "latest_metrics": ["artist", "precision", "recall", "f1", "support", "accuracy"],
@@ -20,8 +20,17 @@ EXPECTED = {
                          "champion_f1", "is_current_champion", "reasons"],
     "artist_history": ["run_id", "finished_at", "backbone", "optimizer", "f1", "accuracy", "support"],
     "optimizer_comparison": ["optimizer", "runs", "best_val_acc", "best_macro_f1", "mean_test_acc"],
-    "rejects": ["source_csv", "reason", "n_rows", "first_line", "last_line"],
+    "rejects": ["data_root", "source_csv", "reason", "n_rows", "first_line", "last_line"],
     "epochs": ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"],
+}
+# Over the champion's scores of the catalog; their values are tested in tests/test_attribution.py.
+ATTRIBUTION_EXPECTED = {
+    "attributions": ["filename", "catalog_artist", "attributed_artist", "probability", "catalog_artist_probability",
+                     "top_artists", "data_root"],
+    "possible_misattributions": ["filename", "catalog_artist", "catalog_artist_probability", "rival_artist",
+                                 "rival_probability", "data_root"],
+    "similar_paintings": ["filename", "artist", "distance", "data_root"],
+    "artist_neighbours": ["artist", "neighbour", "rank", "distance", "paintings", "neighbour_paintings"],
 }
 
 
@@ -31,9 +40,9 @@ def populated(clean_db):
     with psycopg.connect(clean_db) as conn:
         conn.execute("INSERT INTO paintings (filename, artist, data_root, rel_path, width, height, mode, source_csv) "
                      "VALUES ('1.jpg', 'Ann', '/d', 'train/1.jpg', 10, 10, 'RGB', 'all_data_info.csv')")
-        conn.execute("INSERT INTO rejects (source_csv, line_no, filename, reason) VALUES "
-                     "('all_data_info.csv', 3, 'x.jpg', 'missing_file'), ('all_data_info.csv', 9, 'y.jpg', 'missing_file'),"
-                     "('all_data_info.csv', 5, 'z.jpg', 'undecodable')")
+        conn.execute("INSERT INTO rejects (data_root, source_csv, line_no, filename, reason) VALUES "
+                     "('/d', 'all_data_info.csv', 3, 'x.jpg', 'missing_file'), ('/d', 'all_data_info.csv', 9, 'y.jpg', 'missing_file'),"
+                     "('/d', 'all_data_info.csv', 5, 'z.jpg', 'undecodable')")
         conn.execute("INSERT INTO dataset_versions (content_hash, config, artists, artist_counts) "
                      "VALUES ('h', '{}', '[\"Ann\", \"Bo\"]', '{}')")
         for run_id, opt, acc, f1, finished in ((1, "adam", 0.8, 0.75, "2026-01-01"), (2, "sgd", 0.6, 0.55, "2026-01-02")):
@@ -61,8 +70,15 @@ def populated(clean_db):
 
 def test_every_named_query_is_listed_described_and_tested():
     names = {q.name for q in list_queries()}
-    assert names == set(EXPECTED)
+    assert names == set(EXPECTED) | set(ATTRIBUTION_EXPECTED)
     assert all(q.description for q in list_queries())
+
+
+def test_attribution_queries_have_their_columns_on_an_unscored_catalog(populated):
+    params = {"similar_paintings": {"filename": "1.jpg"}}
+    for name, columns in ATTRIBUTION_EXPECTED.items():
+        got, rows = run_query(name, params.get(name), populated)
+        assert got == columns and rows == [], name
 
 
 def test_every_query_runs_with_its_columns(populated):
@@ -91,7 +107,7 @@ def test_query_values(populated):
     _, rows = run_query("optimizer_comparison", None, populated)
     assert [(r[0], r[1], float(r[2])) for r in rows] == [("adam", 1, 0.7), ("sgd", 1, 0.5)]
     _, rows = run_query("rejects", None, populated)
-    assert [(r[1], r[2], r[3], r[4]) for r in rows] == [("missing_file", 2, 3, 9), ("undecodable", 1, 5, 5)]
+    assert [(r[2], r[3], r[4], r[5]) for r in rows] == [("missing_file", 2, 3, 9), ("undecodable", 1, 5, 5)]
     _, rows = run_query("epochs", {"run_id": "2"}, populated)
     assert [r[0] for r in rows] == [1, 2]
 

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from painting_ml import pipeline
-from painting_ml.config import RunConfig
-from painting_ml.mosaics import artist_slugs, mosaic_tiles
-from painting_ml.plots import confusion_matrix_from_rows
+from painting_ml.core.config import CPU_DEMO, RunConfig
+from painting_ml.results.mosaics import artist_slugs, mosaic_tiles
+from painting_ml.results.plots import confusion_matrix_from_rows
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -23,9 +23,10 @@ CHROMEDRIVER = shutil.which("chromedriver")
 def reported_run(db_url, tiny_data):
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("TRUNCATE paintings, rejects, dataset_versions, runs RESTART IDENTITY CASCADE")
-    cfg = RunConfig(data_dir=str(tiny_data), n_artists=3, backbone="resnet18", image_size=32, batch_size=16,
-                    epochs=2, online_augment=False, augment=(), wandb=False, head_units=32,
-                    targets=("artist", "style"), mosaic_thumb=48, mosaic_columns=4)
+    cfg = RunConfig(**{**CPU_DEMO, "data_dir": str(tiny_data), "n_artists": 3, "backbone": "resnet18",
+                       "image_size": 32, "batch_size": 16, "epochs": 2, "online_augment": False, "augment": (),
+                       "wandb": False, "head_units": 32, "targets": ("artist", "style"), "mosaic_thumb": 48,
+                       "mosaic_columns": 4})
     summary = pipeline.run_all(cfg, run_key="test:report")
     return summary
 
@@ -96,6 +97,8 @@ def test_report_renders_in_headless_chromium(reported_run, tmp_path):
     report = Path(reported_run["report"])
     html = report.read_text()
     assert "Promotion" in html and "Per-class test metrics" in html and "style" in html
+    # The data-quality gate's figures of the run's dataset version (CPU_DEMO's loose thresholds: it passed).
+    assert "Data-quality gate" in html and "usable paintings" in html and ("passed" in html)
     opts = Options()
     opts.binary_location = CHROMIUM
     for arg in ("--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",

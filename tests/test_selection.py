@@ -1,7 +1,7 @@
 import pytest
 
-from painting_ml.exceptions import SelectionError
-from painting_ml.selection import choose_top
+from painting_ml.core.errors import SelectionError
+from painting_ml.data.selection import choose_top
 
 
 def test_top_n_equalised_to_smallest():
@@ -21,8 +21,8 @@ def test_impossible_request_names_what_exists():
     assert "asked for 3 artists" in msg and "only 1 qualify: Monet (9)" in msg and "lower n_artists" in msg
 
 
-from painting_ml.config import RunConfig  # noqa: E402
-from painting_ml.selection import choose, choose_balanced, choose_capped, choose_listed  # noqa: E402
+from painting_ml.core.config import RunConfig  # noqa: E402
+from painting_ml.data.selection import choose, choose_balanced, choose_capped, choose_listed  # noqa: E402
 
 COUNTS = {"Monet": 120, "Degas": 60, "Renoir": 58, "Cézanne": 55, "Manet": 20, "Sisley": 3}
 

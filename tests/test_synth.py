@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from painting_ml.exceptions import ConfigError
-from painting_ml.synth import ALL_DATA_COLUMNS, TRAIN_INFO_COLUMNS, generate
+from painting_ml.core.errors import ConfigError
+from painting_ml.data.synth import ALL_DATA_COLUMNS, TRAIN_INFO_COLUMNS, generate
 
 
 def _digest(folder: Path) -> str:

@@ -7,18 +7,18 @@ import numpy as np
 import psycopg
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
 from painting_ml import pipeline  # noqa: E402
 from painting_ml.cli import main  # noqa: E402
-from painting_ml.config import RunConfig  # noqa: E402
-from painting_ml.training import train  # noqa: E402
+from painting_ml.core.config import CPU_DEMO, RunConfig  # noqa: E402
+from painting_ml.learn.training import train  # noqa: E402
 
 
 def small_cfg(data, **kw):
     base = dict(data_dir=str(data), n_artists=3, backbone="resnet18", image_size=32, batch_size=16, epochs=3,
                 online_augment=False, augment=(), wandb=False, head_units=32, early_stopping_patience=0)
-    return RunConfig(**{**base, **kw})
+    return RunConfig(**{**CPU_DEMO, **base, **kw})
 
 
 class Boom(RuntimeError):
@@ -67,12 +67,16 @@ def test_retry_resumes_from_the_last_checkpoint(db_url, tiny_data, version):
     with pytest.raises(Boom):
         train(cfg, version, "test:resume", callbacks=[FailAt(2)])
     with psycopg.connect(db_url) as conn:
-        run_id, status = conn.execute("SELECT id, status FROM runs WHERE run_key = 'test:resume'").fetchone()
-    assert status == "running" and epoch_rows(db_url, run_id) == [(1, 1), (2, 1)]
+        run_id, status, error = conn.execute("SELECT id, status, error FROM runs WHERE run_key = 'test:resume'").fetchone()
+    # The run that died says so, with the error; it is not left 'running'.
+    assert status == "failed" and error == "Boom: injected failure at epoch 3"
+    assert epoch_rows(db_url, run_id) == [(1, 1), (2, 1)]
     seen = Seen()
     assert train(cfg, version, "test:resume", callbacks=[seen]) == run_id
     assert seen.epochs == [2]  # epochs 1-2 were not trained again
     assert epoch_rows(db_url, run_id) == [(1, 1), (2, 1), (3, 1)]
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT status, error FROM runs WHERE id = %s", (run_id,)).fetchone() == ("trained", None)
 
 
 def test_two_phase_retry_skips_the_finished_phase(db_url, tiny_data, version):

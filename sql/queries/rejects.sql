@@ -1,4 +1,4 @@
--- description: Why CSV rows were rejected at ingest, per file and reason, with the first and last line number.
-SELECT source_csv, reason, n_rows, first_line, last_line
+-- description: Why CSV rows were rejected at ingest, per data folder, file and reason, with the first and last line number.
+SELECT data_root, source_csv, reason, n_rows, first_line, last_line
 FROM reject_summary
-ORDER BY source_csv, n_rows DESC, reason;
+ORDER BY data_root, source_csv, n_rows DESC, reason;

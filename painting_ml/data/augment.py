@@ -1,0 +1,111 @@
+"""Offline augmentation of a dataset version's train split (flips and right-angle rotations).
+
+Each augmented image is written once per dataset version under
+``PAINTING_HOME/artifacts/augmented/v<id>/`` and recorded in ``augmented_images`` with its source
+painting and transform; a rerun reuses what exists. Only the train split is ever augmented, so
+nothing derived from a validation or test painting can leak into training.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PIL import Image
+
+from painting_ml.core import db
+from painting_ml.core.progress import progress
+from painting_ml.data.images import read_rgb
+from painting_ml.data.versions import load_items
+from painting_ml.core.files import write_atomic
+from painting_ml.core.settings import get_settings
+from painting_ml.core.transforms import parse_angle
+
+# PIL transpose ops: geometry is exact (no interpolation). "hvflip" is a flip on both axes.
+TRANSFORMS: dict[str, Image.Transpose] = {
+    "hflip": Image.Transpose.FLIP_LEFT_RIGHT,
+    "vflip": Image.Transpose.FLIP_TOP_BOTTOM,
+    "hvflip": Image.Transpose.ROTATE_180,
+    "rot90": Image.Transpose.ROTATE_90,     # counter-clockwise, as PIL defines it
+    "rot180": Image.Transpose.ROTATE_180,
+    "rot270": Image.Transpose.ROTATE_270,
+}
+
+
+def largest_rotated_rect(w: int, h: int, angle_deg: float) -> tuple[int, int]:
+    """Size of the largest axis-aligned rectangle inside a ``w``×``h`` rectangle rotated by the angle.
+
+    Cropping to it keeps only painted pixels — no fill corners the CNN could learn from.
+    """
+    if w <= 0 or h <= 0:
+        return 0, 0
+    a = math.radians(angle_deg)
+    sin_a, cos_a = abs(math.sin(a)), abs(math.cos(a))
+    long_side, short_side = (w, h) if w >= h else (h, w)
+    if short_side <= 2.0 * sin_a * cos_a * long_side or abs(sin_a - cos_a) < 1e-10:
+        x = 0.5 * short_side
+        wr, hr = (x / sin_a, x / cos_a) if w >= h else (x / cos_a, x / sin_a)
+    else:
+        cos_2a = cos_a * cos_a - sin_a * sin_a
+        wr, hr = (w * cos_a - h * sin_a) / cos_2a, (h * cos_a - w * sin_a) / cos_2a
+    return int(wr), int(hr)
+
+
+def rotate_crop(img: Image.Image, angle_deg: float) -> Image.Image:
+    """Rotate counter-clockwise by any angle about the centre, then crop to painted pixels only."""
+    rotated = img.rotate(angle_deg, resample=Image.Resampling.BICUBIC, expand=True)
+    cw, ch = largest_rotated_rect(img.width, img.height, angle_deg)
+    left, top = (rotated.width - cw) // 2, (rotated.height - ch) // 2
+    return rotated.crop((left, top, left + cw, top + ch))
+
+
+def apply_transform(img: Image.Image, transform: str) -> Image.Image:
+    """Return ``img`` (converted to RGB) transformed by ``transform``.
+
+    Flips and right-angle rotations are exact pixel permutations; ``rot<deg>`` for other angles
+    (e.g. ``rot45``) rotates with bicubic resampling and crops to the largest inscribed rectangle.
+    """
+    img = img.convert("RGB")
+    if transform in TRANSFORMS:
+        return img.transpose(TRANSFORMS[transform])
+    angle = parse_angle(transform)
+    if angle is None:
+        raise ValueError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)} or rot<degrees>")
+    return rotate_crop(img, angle)
+
+
+def augment_version(version_id: int, transforms: tuple[str, ...], url: str | None = None,
+                    out_root: Path | None = None) -> int:
+    """Materialise ``transforms`` of every train image of ``version_id``; return rows recorded."""
+    if not transforms:
+        return 0
+    out_dir = (out_root or get_settings().artifacts_dir / "augmented") / f"v{version_id}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _, items = load_items(version_id, url)
+    # Decoding and writing images happen outside any transaction: read what exists, work, then
+    # record the new files in one short transaction.
+    with db.connect(url) as conn:
+        existing = db.fetch_dicts(conn, db.sql("augment", "existing"), {"id": version_id})
+    done = {(r["source_filename"], r["transform"]) for r in existing if Path(r["path"]).is_file()}
+    rows = []
+    train = [i for i in items if i.split == "train"]
+    for item in progress(train, "augment", unit="img"):
+        todo = [t for t in transforms if (item.filename, t) not in done]
+        if not todo:
+            continue
+        im = read_rgb(item.path)  # the same RGB as training's decoder sees (16-bit scaled, alpha dropped)
+        for t in todo:
+            dest = out_dir / f"{Path(item.filename).stem}__{t}.jpg"
+            write_atomic(apply_transform(im, t), dest, format="JPEG", quality=95)
+            rows.append({"id": version_id, "src": item.filename, "t": t, "path": str(dest)})
+    with db.connect(url) as conn:
+        with conn.cursor() as cur:
+            cur.executemany(db.sql("augment", "upsert"), rows)
+        return int(db.fetch_one(conn, db.sql("augment", "count"), {"id": version_id})["n"])
+
+
+def augmented_train_items(version_id: int, url: str | None = None) -> list[tuple[str, str]]:
+    """(path, source filename) of the version's augmented train images."""
+    with db.connect(url) as conn:
+        rows = db.fetch_dicts(conn, db.sql("augment", "existing"), {"id": version_id})
+    return [(r["path"], r["source_filename"]) for r in rows]

@@ -1,0 +1,179 @@
+"""Immutable dataset versions: a selection, equalised and split, stored once in Postgres.
+
+The version's ``content_hash`` covers the selection config and every (file, artist, split) it
+contains, so asking again for the same config on the same data returns the same version id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from psycopg.types.json import Jsonb
+from sklearn.model_selection import train_test_split
+
+from painting_ml.core import db, locks
+from painting_ml.core.config import RunConfig
+from painting_ml.core.errors import DataError
+from painting_ml.data.selection import Selection
+
+SPLITS = ("train", "val", "test")
+UNSEEN = "unseen"
+
+
+@dataclass(frozen=True)
+class DatasetItem:
+    filename: str
+    artist: str
+    label: int
+    split: str
+    path: str
+    style: str | None = None
+    genre: str | None = None
+    gone: bool = False  # the painting left its folder after the version was made
+
+    def value(self, target: str) -> str | None:
+        """The item's class name for ``target`` (artist, style or genre); None when unknown."""
+        return getattr(self, target)
+
+
+def target_classes(items: list[DatasetItem], artists: list[str], targets: tuple[str, ...]) -> dict[str, list[str]]:
+    """Class names per target: the version's artist order, and the sorted known styles/genres of
+    its train/val/test paintings (index = class id)."""
+    out = {"artist": list(artists)}
+    for t in targets:
+        if t != "artist":
+            out[t] = sorted({v for i in items if i.split != UNSEEN and (v := i.value(t))})
+    return {t: out[t] for t in targets}
+
+
+def target_labels(items: list[DatasetItem], classes: dict[str, list[str]]) -> dict[str, list[int]]:
+    """Integer labels per target for ``items``; -1 where a value is unknown (masked in the loss)."""
+    out = {}
+    for t, names in classes.items():
+        index = {n: k for k, n in enumerate(names)}
+        out[t] = [index.get(i.value(t), -1) for i in items]
+    return out
+
+
+def equalise(files_by_artist: dict[str, list[str]], take: dict[str, int] | int, seed: int) -> dict[str, list[str]]:
+    """Undersample each artist to ``take[artist]`` (or ``take``) files, reproducibly (sorted, then seeded)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for artist in sorted(files_by_artist):
+        files = sorted(files_by_artist[artist])
+        n = take if isinstance(take, int) else take[artist]
+        idx = rng.choice(len(files), size=min(n, len(files)), replace=False)
+        out[artist] = sorted(files[i] for i in idx)
+    return out
+
+
+def sample_unseen(files: list[str], limit: int, seed: int) -> list[str]:
+    """Up to ``limit`` paintings of non-selected artists, reproducibly."""
+    files = sorted(files)
+    if len(files) <= limit:
+        return files
+    rng = np.random.default_rng(seed + 7919)
+    return sorted(files[i] for i in rng.choice(len(files), size=limit, replace=False))
+
+
+def stratified_split(
+    files: list[str], labels: list[int], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, str]:
+    """Assign each file to train/val/test, stratified by label; every class lands in every split.
+
+    Returns:
+        ``{filename: split}``.
+    """
+    n_classes = len(set(labels))
+    n = len(files)
+    n_test = max(n_classes, int(round(n * test_fraction)))
+    n_val = max(n_classes, int(round(n * val_fraction)))
+    rest, test, rest_y, _ = train_test_split(files, labels, test_size=n_test, stratify=labels, random_state=seed)
+    train, val, _, _ = train_test_split(rest, rest_y, test_size=n_val, stratify=rest_y, random_state=seed + 1)
+    return {**{f: "train" for f in train}, **{f: "val" for f in val}, **{f: "test" for f in test}}
+
+
+def content_hash(config: dict, assignment: list[tuple[str, str, str]]) -> str:
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for row in sorted(assignment):
+        h.update("\x1f".join(row).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def create_dataset_version(cfg: RunConfig, selection: Selection, url: str | None = None) -> int:
+    """Equalise and split the selection, store it (once) and return the dataset version id.
+
+    Only live paintings of the run's data folder (``cfg.data_dir``) are used; the folder is part of
+    the version's content hash, so two folders never share a version.
+    """
+    from painting_ml.data.ingest import resolve_root
+
+    root = resolve_root(cfg.data_dir)
+    with db.connect(url) as conn:
+        rows = db.fetch_dicts(conn, db.sql("datasets", "files_of_artists"), {"root": root, "artists": selection.artists})
+        by_artist: dict[str, list[str]] = {}
+        for r in rows:
+            by_artist.setdefault(r["artist"], []).append(r["filename"])
+        chosen = equalise(by_artist, selection.take, cfg.seed)
+        label_of = {a: i for i, a in enumerate(selection.artists)}
+        files = [f for a in selection.artists for f in chosen[a]]
+        labels = [label_of[a] for a in selection.artists for _ in chosen[a]]
+        split_of = stratified_split(files, labels, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        artist_of = {f: a for a in selection.artists for f in chosen[a]}
+        assignment = [(f, artist_of[f], split_of[f]) for f in files]
+        others = db.fetch_dicts(conn, db.sql("datasets", "files_of_other_artists"),
+                                {"root": root, "artists": selection.artists})
+        other_artist = {r["filename"]: r["artist"] for r in others}
+        unseen = sample_unseen(list(other_artist), cfg.unseen_limit, cfg.seed)
+        assignment += [(f, other_artist[f], UNSEEN) for f in unseen]
+        key = {**cfg.selection_key(), "selected": selection.artists, "take": selection.take, "data_root": root}
+        digest = content_hash(key, assignment)
+        counts: dict[str, dict[str, int]] = {a: {s: 0 for s in SPLITS} for a in selection.artists}
+        counts[UNSEEN] = {"artists": len(set(other_artist[f] for f in unseen)), "paintings": len(unseen)}
+        for _, a, s in assignment:
+            if s != UNSEEN:
+                counts[a][s] += 1
+        conn.execute(db.sql("datasets", "lock"), {"lock": locks.DATASET_VERSION})  # one creator per hash
+        found = db.fetch_one(conn, db.sql("datasets", "find_version"), {"hash": digest})
+        if found:
+            return int(found["id"])
+        version_id = db.fetch_one(
+            conn, db.sql("datasets", "insert_version"),
+            {"hash": digest, "config": Jsonb(key), "artists": Jsonb(selection.artists), "counts": Jsonb(counts),
+             "root": root},
+        )["id"]
+        with conn.cursor() as cur:
+            with cur.copy(db.sql("datasets", "copy_items")) as copy:
+                for f, a, s in assignment:
+                    copy.write_row((version_id, root, f, a, label_of.get(a, -1), s))
+        return int(version_id)
+
+
+def load_items(version_id: int, url: str | None = None, *, history: bool = False) -> tuple[list[str], list[DatasetItem]]:
+    """Return the version's artist list (class order) and its items.
+
+    Args:
+        history: also return items whose painting left its folder since (``gone``), to look at
+            an old version. Otherwise such a version is refused: whatever reads the items next
+            opens their files, and a run must never train or evaluate on a missing file.
+
+    Raises:
+        DataError: the version references gone paintings (and ``history`` is False).
+    """
+    with db.connect(url) as conn:
+        found = db.fetch_one(conn, db.sql("datasets", "get_version"), {"id": version_id})
+        if not found:
+            raise LookupError(f"dataset version {version_id} does not exist")
+        rows = db.fetch_dicts(conn, db.sql("datasets", "items"), {"id": version_id})
+    items = [DatasetItem(**r) for r in rows]
+    gone = [i.filename for i in items if i.gone]
+    if gone and not history:
+        raise DataError(
+            f"dataset version {version_id} uses {len(gone)} painting(s) that left {found['data_root'] or 'their folder'} "
+            f"since it was made (e.g. {', '.join(gone[:3])}); it is kept as history only — select and split "
+            "again (a new run does) to get a version of what is there now")
+    return list(found["artists"]), items

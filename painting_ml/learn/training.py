@@ -1,0 +1,278 @@
+"""Train one run: build the model, fit on the dataset version, record every epoch, keep the best.
+
+A run is keyed by ``run_key`` (stable across Airflow retries), so a retried training finds its
+row and its run folder again. Each training phase has its own ``BackupAndRestore`` folder, so a
+retry resumes from the last finished epoch of the phase it was in (a finished phase is never
+run again) and epoch rows are upserted, never duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from psycopg.types.json import Jsonb
+
+from painting_ml.core import db
+from painting_ml.learn.accelerator import apply as apply_accelerator
+from painting_ml.learn.accelerator import plan as plan_accelerator
+from painting_ml.data.augment import augmented_train_items
+from painting_ml.core.config import RunConfig
+from painting_ml.data.inputs import make_dataset
+from painting_ml.data.versions import DatasetItem, load_items, target_classes, target_labels
+from painting_ml.core.files import atomic_path
+from painting_ml.learn.run_status import mark_run_failed
+from painting_ml.learn.models import compile_model, create_model, pretrained, set_trainable
+from painting_ml.core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One ``fit`` call: a fine-tuning mode and learning rate over epochs [start, end)."""
+
+    index: int
+    mode: str
+    stages: int
+    learning_rate: float
+    start: int
+    end: int
+
+
+def plan_phases(cfg: RunConfig) -> list[Phase]:
+    """The training phases of ``cfg``: one, or two for ``fine_tune="two_phase"`` (head with the
+    backbone frozen, then the last ``fine_tune_stages`` stages at a lower learning rate)."""
+    if cfg.fine_tune == "two_phase":
+        mode = "all" if cfg.fine_tune_stages >= 5 else "last_k"
+        return [Phase(1, "frozen", 0, cfg.learning_rate, 0, cfg.head_epochs),
+                Phase(2, mode, cfg.fine_tune_stages, cfg.learning_rate * cfg.fine_tune_lr_factor,
+                      cfg.head_epochs, cfg.epochs)]
+    return [Phase(1, cfg.fine_tune, cfg.fine_tune_stages, cfg.learning_rate, 0, cfg.epochs)]
+
+
+def log_key(cfg: RunConfig, metric: str, target: str = "artist", val: bool = False) -> str:
+    """The Keras log name of ``metric`` for ``target`` (``accuracy`` for a single output,
+    ``artist_accuracy`` when there are several)."""
+    name = metric if len(cfg.targets) == 1 else f"{target}_{metric}"
+    return f"val_{name}" if val else name
+
+
+def start_run(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None) -> tuple[int, Path]:
+    """Create the run row (or find it again on retry) and its folder."""
+    root = get_settings().artifacts_dir / "runs"
+    with db.connect(url) as conn:
+        row = db.fetch_one(conn, db.sql("runs", "insert_run"), {
+            "key": run_key, "version": version_id, "config": Jsonb(cfg.to_dict()),
+        })
+        run_id = int(row["id"])
+        # A fresh, unique folder for a new run; a retry (same run_key) gets the stored one back, with
+        # its checkpoints. Ids alone are not enough: a reset database hands out run 1 again.
+        run_dir = Path(row["run_dir"]) if row["run_dir"] else root / f"run_{run_id}_{uuid.uuid4().hex[:8]}"
+        run_dir = Path(db.fetch_one(conn, db.sql("runs", "set_run_dir"), {"id": run_id, "dir": str(run_dir)})["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_id, run_dir
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Upserts each epoch's losses, accuracies, learning rate and all Keras logs into ``epochs``
+    (and logs them to wandb)."""
+
+    def __init__(self, cfg: RunConfig, run_id: int, phase: int, url: str | None, wandb_run=None):
+        super().__init__()
+        self.cfg, self.run_id, self.phase, self.url, self.wandb_run = cfg, run_id, phase, url, wandb_run
+        self._t0 = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row = {
+            "run": self.run_id, "epoch": epoch + 1, "phase": self.phase, "loss": logs.get("loss"),
+            "accuracy": logs.get(log_key(self.cfg, "accuracy")), "val_loss": logs.get("val_loss"),
+            "val_accuracy": logs.get(log_key(self.cfg, "accuracy", val=True)), "lr": lr,
+            "seconds": time.perf_counter() - self._t0, "metrics": Jsonb(logs),
+        }
+        with db.connect(self.url) as conn:
+            conn.execute(db.sql("runs", "upsert_epoch"), row)
+        if self.wandb_run is not None:
+            self.wandb_run.log({**logs, "learning_rate": lr, "phase": self.phase, "seconds": row["seconds"]},
+                               step=epoch + 1)
+        log.info("run %s epoch %d (phase %d): %s", self.run_id, epoch + 1, self.phase, logs)
+
+
+def _start_wandb(cfg: RunConfig, run_id: int, run_dir: Path):
+    if not cfg.wandb or get_settings().wandb_mode == "disabled":
+        return None
+    os.environ.setdefault("WANDB_SILENT", "true")
+    import wandb
+
+    # The API key, when online, comes only from the environment (WANDB_API_KEY), never the config.
+    return wandb.init(project="painting_ml", name=f"run-{run_id}", id=f"painting-run-{run_id}",
+                      resume="allow", dir=str(run_dir), mode=get_settings().wandb_mode,
+                      config={**cfg.to_dict(), "run_id": run_id})
+
+
+def class_sample_weights(labels: Sequence[int], n_classes: int) -> np.ndarray | None:
+    """Per-image weights inversely proportional to the artist's train count (None when balanced).
+
+    Keras refuses ``class_weight`` on multi-output models; per-sample weights work for both."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=n_classes)
+    if counts.min() == counts.max():
+        return None
+    per_class = len(labels) / (n_classes * np.maximum(counts, 1))
+    return per_class[labels].astype("float32")
+
+
+def _train_set(version_id: int, items: list[DatasetItem], url: str | None) -> list[tuple[str, DatasetItem]]:
+    """(path, item) for the train split plus its offline-augmented copies."""
+    train_items = [i for i in items if i.split == "train"]
+    by_file = {i.filename: i for i in train_items}
+    aug = [(p, by_file[src]) for p, src in augmented_train_items(version_id, url) if src in by_file]
+    return [(i.path, i) for i in train_items] + aug
+
+
+BEST_TMP = ".best.tmp.keras"
+
+
+class AtomicBest(keras.callbacks.Callback):
+    """Moves the checkpoint ModelCheckpoint just wrote into ``best.keras`` with one rename, so a
+    process killed while saving never leaves a half-written ``best.keras``."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        tmp = self.run_dir / BEST_TMP
+        if tmp.is_file():
+            os.replace(tmp, self.run_dir / "best.keras")
+
+
+def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None,
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> int:
+    """Train ``cfg`` on dataset version ``version_id``; return the run id.
+
+    The best model (by artist validation accuracy) is saved as ``<run_dir>/best.keras`` with the
+    class names of every target in ``<run_dir>/classes.json`` and in ``runs.classes``.
+    ``callbacks`` are added to every phase (tests use them to inject faults). When training raises
+    (or its task times out), the run is marked ``failed`` with the error before the exception
+    propagates; a retry with the same ``run_key`` sets it back to ``running`` and resumes.
+    """
+    run_id, run_dir = start_run(cfg, version_id, run_key, url)
+    try:
+        return _train(cfg, version_id, run_id, run_dir, url, callbacks)
+    except BaseException as exc:  # also a task timeout or SIGTERM: the row must not stay 'running'
+        try:
+            mark_run_failed(run_key, exc, url)
+        except Exception:  # the database is the problem too: keep the original error
+            log.exception("could not mark run %s failed", run_key)
+        raise
+
+
+def _train(cfg: RunConfig, version_id: int, run_id: int, run_dir: Path, url: str | None,
+           callbacks: Sequence[keras.callbacks.Callback]) -> int:
+    artists, items = load_items(version_id, url)
+    classes = target_classes(items, artists, cfg.targets)
+    empty = [t for t, names in classes.items() if len(names) < 2]
+    if empty:
+        from painting_ml.core.errors import DataError
+
+        raise DataError(f"target(s) {empty} have fewer than 2 known classes in dataset version {version_id}; "
+                        "fill the style/genre columns of the CSV or train with targets=['artist']")
+    with db.connect(url) as conn:
+        conn.execute(db.sql("runs", "set_classes"), {"id": run_id, "classes": Jsonb(classes)})
+    with atomic_path(run_dir / "classes.json") as tmp:
+        tmp.write_text(json.dumps(classes))
+    train_set = _train_set(version_id, items, url)
+    train_items = [i for _, i in train_set]
+    val_items = [i for i in items if i.split == "val"]
+    train_labels = target_labels(train_items, classes)
+    val_labels = target_labels(val_items, classes)
+    weights = class_sample_weights(train_labels["artist"], len(artists)) if cfg.class_weights else None
+    if len(cfg.targets) == 1:  # a single output takes plain labels
+        train_labels, val_labels = train_labels["artist"], val_labels["artist"]
+
+    keras.utils.set_random_seed(cfg.seed)
+    common = dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed, cache=cfg.cache,
+                  resize_mode=cfg.resize_mode)
+    train_ds = make_dataset([p for p, _ in train_set], train_labels, shuffle=True, sample_weights=weights,
+                            cache_dir=run_dir / "cache" / "train", **common)
+    val_ds = make_dataset([i.path for i in val_items], val_labels, shuffle=False,
+                          cache_dir=run_dir / "cache" / "val", **common)
+
+    accel = plan_accelerator()
+    log.info("run %d accelerator plan: %s", run_id, accel.to_dict())
+    log.info("run %d: %d train (%d augmented), %d val images, %d artists, targets %s", run_id,
+             len(train_set), len(train_set) - sum(i.split == "train" for i in items), len(val_items),
+             len(artists), list(cfg.targets))
+    best = run_dir / "best.keras"
+    wandb_run = _start_wandb(cfg, run_id, run_dir)
+    try:
+        with apply_accelerator(accel):
+            model = create_model(cfg, {t: len(n) for t, n in classes.items()})
+            for phase in plan_phases(cfg):
+                _fit_phase(model, cfg, phase, run_id, run_dir, train_ds, val_ds, url, wandb_run,
+                           accel.jit_compile, callbacks)
+    finally:
+        if wandb_run is not None:
+            wandb_run.finish()
+    if not best.is_file():  # resumed after the last epoch already ran: keep the restored weights
+        with atomic_path(best, suffix=".keras") as tmp:
+            model.save(tmp)
+    with db.connect(url) as conn:
+        conn.execute(db.sql("runs", "finish_training"), {"id": run_id, "model": str(best)})
+    return run_id
+
+
+def _fit_phase(model, cfg: RunConfig, phase: Phase, run_id: int, run_dir: Path, train_ds, val_ds,
+               url, wandb_run, jit_compile, extra_callbacks) -> None:
+    """Run one phase, or skip it when a previous attempt finished it (its end weights exist)."""
+    done = run_dir / f"phase{phase.index}_end.weights.h5"
+    set_trainable(model, phase.mode, phase.stages, freeze_bn=pretrained(cfg))
+    compile_model(model, cfg, phase.learning_rate, jit_compile)
+    if done.is_file():
+        with warnings.catch_warnings():  # the file's optimizer state belongs to that phase; not needed
+            warnings.simplefilter("ignore", UserWarning)
+            model.load_weights(done)
+        log.info("run %d phase %d already finished; loaded its weights", run_id, phase.index)
+        return
+    with db.connect(url) as conn:
+        best_so_far = db.fetch_one(conn, db.sql("runs", "best_val_accuracy"), {"id": run_id})["best"]
+    monitor = log_key(cfg, "accuracy", val=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / f"phase{phase.index}"), delete_checkpoint=False),
+        # A later phase (or a resumed attempt) only replaces best.keras when it beats every epoch so far.
+        keras.callbacks.ModelCheckpoint(str(run_dir / BEST_TMP), monitor=monitor, mode="max",
+                                        save_best_only=True, initial_value_threshold=best_so_far),
+        AtomicBest(run_dir),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=cfg.lr_patience, min_lr=1e-6),
+        EpochRecorder(cfg, run_id, phase.index, url, wandb_run),
+        *extra_callbacks,
+    ]
+    if cfg.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping_patience))
+    log.info("run %d phase %d: %s (stages %d), lr %g, epochs %d..%d", run_id, phase.index, phase.mode,
+             phase.stages, phase.learning_rate, phase.start + 1, phase.end)
+    # BackupAndRestore hands the restored epoch to fit through this attribute, and it outlives
+    # the call; clear it so a restored phase 1 does not shift phase 2's first epoch.
+    model._initial_epoch = None
+    from painting_ml.core.progress import enabled as progress_enabled
+
+    model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=phase.start,
+              callbacks=callbacks, verbose=1 if progress_enabled() else 2,
+              shuffle=False)  # the tf.data pipeline shuffles; Keras would only warn
+    with atomic_path(done, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)

@@ -1,0 +1,174 @@
+"""The promotion gate: a new model becomes champion only if it is at least as good as the
+current one on the same dataset version, and no artist got much worse.
+
+Rules (each gives a reason, stored with the decision):
+  * no champion yet → promote;
+  * the champion was trained on a different artist set → promote (the two cannot be scored on
+    the same test paintings; the reason says so);
+  * otherwise the champion is scored on the candidate's dataset version (its stored metrics when
+    it is the same version, else its model is run on the candidate's test split), and the
+    candidate is promoted only if its test macro-F1 >= the champion's and no artist's recall
+    drops by more than ``max_recall_drop`` points.
+
+The decision row and the champion pointer are written in one transaction under an advisory
+lock, so two runs finishing at once cannot both replace the champion from the same baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+from psycopg.types.json import Jsonb
+
+from painting_ml.core import db, locks
+from painting_ml.core.errors import PaintingMLError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scores:
+    macro_f1: float
+    recall: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Decision:
+    run_id: int
+    promoted: bool
+    reasons: list[str]
+    candidate_f1: float | None = None
+    champion_f1: float | None = None
+    champion_run_id: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(candidate: Scores, champion: Scores | None, max_recall_drop: float) -> tuple[bool, list[str]]:
+    """Pure gate logic; ``max_recall_drop`` is in percentage points."""
+    if champion is None:
+        return True, ["no champion yet: the first evaluated model becomes champion"]
+    reasons, ok = [], True
+    if candidate.macro_f1 >= champion.macro_f1:
+        reasons.append(f"macro-F1 {candidate.macro_f1:.3f} >= champion's {champion.macro_f1:.3f}")
+    else:
+        ok = False
+        reasons.append(f"macro-F1 {candidate.macro_f1:.3f} < champion's {champion.macro_f1:.3f}")
+    drops = []
+    for artist in sorted(set(candidate.recall) & set(champion.recall)):
+        drop = (champion.recall[artist] - candidate.recall[artist]) * 100
+        if drop > max_recall_drop + 1e-9:
+            drops.append(f"recall of {artist} fell {drop:.1f} points ({champion.recall[artist]:.3f} -> "
+                         f"{candidate.recall[artist]:.3f}), more than the {max_recall_drop:g} allowed")
+    if drops:
+        ok = False
+        reasons += drops
+    else:
+        reasons.append(f"no artist's recall fell more than {max_recall_drop:g} points")
+    return ok, reasons
+
+
+def stored_scores(conn, run_id: int) -> Scores:
+    rows = db.fetch_dicts(conn, db.sql("promotion", "artist_recall"), {"id": run_id})
+    f1 = db.fetch_one(conn, db.sql("promotion", "run_f1"), {"id": run_id})
+    macro_f1 = float(f1["macro_f1"]) if f1 and f1["macro_f1"] is not None else 0.0
+    return Scores(macro_f1, {r["artist"]: float(r["recall"]) for r in rows})
+
+
+def score_on_version(run_id: int, version_id: int, url: str | None = None) -> Scores:
+    """Run ``run_id``'s model on the test split of another dataset version (same artists)."""
+    import numpy as np
+
+    from painting_ml.data.versions import load_items
+    from painting_ml.learn.metrics import compute_class_metrics
+    from painting_ml.learn.inference import infer, load_run_model
+
+    rm = load_run_model(run_id, url)
+    _, items = load_items(version_id, url)
+    test = [i for i in items if i.split == "test"]
+    names = rm.classes["artist"]
+    index = {a: k for k, a in enumerate(names)}
+    y = np.array([index.get(i.artist, -1) for i in test])
+    pred = infer(rm, [i.path for i in test])["artist"].argmax(axis=1)
+    rows = compute_class_metrics(y, pred, names)
+    return Scores(float(np.mean([r["f1"] for r in rows])), {r["label"]: r["recall"] for r in rows})
+
+
+@dataclass
+class _Comparison:
+    """What the gate compares, gathered before the lock is taken."""
+
+    version_id: int
+    candidate: Scores
+    champion_id: int | None
+    champion: Scores | None
+    reasons_prefix: list[str]
+
+
+def _gather(run_id: int, url: str | None) -> _Comparison | Decision:
+    """Read the candidate and the current champion and score the champion on the candidate's
+    dataset version when needed. Loading a model and predicting is slow, so it happens here,
+    outside any transaction or lock."""
+    with db.connect(url) as conn:
+        existing = db.fetch_dicts(conn, db.sql("promotion", "decision_of_run"), {"id": run_id})
+        if existing:
+            return Decision(**existing[0])
+        cand = db.fetch_one(conn, db.sql("promotion", "run_info"), {"id": run_id})
+        if not cand or cand["status"] != "evaluated":
+            raise PaintingMLError(f"run {run_id} is not evaluated; run `painting-ml evaluate --run-id {run_id}` first")
+        candidate = stored_scores(conn, run_id)
+        champ_row = db.fetch_one(conn, db.sql("runs", "current_champion"))
+        champion_id = int(champ_row["run_id"]) if champ_row and champ_row["run_id"] != run_id else None
+        champ = db.fetch_one(conn, db.sql("promotion", "run_info"), {"id": champion_id}) if champion_id else None
+        champion = stored_scores(conn, champion_id) if champ and champ["version_id"] == cand["version_id"] else None
+    comparison = _Comparison(cand["version_id"], candidate, champion_id, champion, [])
+    if champ and champion is None:
+        if sorted(champ["artists"]) == sorted(cand["artists"]):
+            comparison.champion = score_on_version(champion_id, cand["version_id"], url)
+            comparison.reasons_prefix.append(
+                f"champion run {champion_id} re-scored on dataset version {cand['version_id']}")
+        else:
+            comparison.reasons_prefix.append(f"artist set differs from champion run {champion_id}'s; they cannot "
+                                             "be scored on the same test paintings")
+    return comparison
+
+
+def promote(run_id: int, max_recall_drop: float = 5.0, url: str | None = None, attempts: int = 3) -> Decision:
+    """Decide whether evaluated run ``run_id`` becomes champion; store and return the decision.
+
+    The comparison is prepared without a lock (:func:`_gather`); the decision is then written in
+    one short transaction under the promotion lock, and only if the champion is still the one
+    compared against — otherwise the comparison is prepared again. Idempotent: a run is decided
+    once; asking again returns the stored decision.
+    """
+    for _ in range(attempts):
+        gathered = _gather(run_id, url)
+        if isinstance(gathered, Decision):
+            return gathered
+        with db.connect(url) as conn:
+            conn.execute(db.sql("promotion", "lock"), {"lock": locks.PROMOTION})
+            existing = db.fetch_dicts(conn, db.sql("promotion", "decision_of_run"), {"id": run_id})
+            if existing:
+                return Decision(**existing[0])
+            champ_row = db.fetch_one(conn, db.sql("runs", "current_champion"))
+            champion_now = int(champ_row["run_id"]) if champ_row and champ_row["run_id"] != run_id else None
+            if champion_now != gathered.champion_id:
+                continue  # another promotion won the race while we scored: compare against the new champion
+            champion = gathered.champion
+            promoted, reasons = decide(gathered.candidate, champion, max_recall_drop)
+            decision = Decision(run_id, promoted, gathered.reasons_prefix + reasons, gathered.candidate.macro_f1,
+                                champion.macro_f1 if champion else None, gathered.champion_id)
+            conn.execute(db.sql("promotion", "insert_decision"), {
+                "run": run_id, "version": gathered.version_id, "champion": gathered.champion_id,
+                "cf1": decision.candidate_f1, "hf1": decision.champion_f1, "promoted": promoted,
+                "reasons": Jsonb(decision.reasons)})
+            if promoted:
+                conn.execute(db.sql("promotion", "set_champion"), {"run": run_id})
+            break
+    else:
+        raise PaintingMLError(f"run {run_id}: the champion changed {attempts} times while the gate compared; "
+                              "rerun the promotion")
+    log.info("run %d %s: %s", run_id, "promoted" if promoted else "not promoted", "; ".join(decision.reasons))
+    return decision
