@@ -138,11 +138,20 @@ def painting_retrain():
 
         return compare_step(list(training_runs))["best_run_id"]
 
-    @task(on_success_callback=ALERTS.promotion or None, outlets=[PAINTING_CHAMPION])
+    @task(on_success_callback=ALERTS.promotion or None)
     def promote(best_run: int) -> dict:
         from painting_ml.pipeline import promote_step
 
         return promote_step(_config(), best_run)  # decision, test accuracy, macro-F1: the summary mail
+
+    @task(outlets=[PAINTING_CHAMPION])
+    def publish_champion(decision: dict) -> int:
+        """Publish the champion Asset (painting_attribute listens) only when the champion changed."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not decision["promoted"]:
+            raise AirflowSkipException(f"run {decision['run_id']} was not promoted: the champion is unchanged")
+        return decision["run_id"]
 
     @task
     def mosaics(training_run: int) -> int:
@@ -160,6 +169,7 @@ def painting_retrain():
     version = augment(validate(split(select_artists(ingest(migrate(check_config()))))))
     runs = evaluate.expand(training_run=train.partial(version_id=version).expand(optimizer=sweep()))
     decided = promote(compare(runs))
+    publish_champion(decided)
     # Every run of the sweep gets its mosaics and report, after the decision so the best one shows it.
     rendered = mosaics.expand(training_run=runs)
     decided >> rendered

@@ -83,3 +83,12 @@ LIMIT %(n)s;
 -- name: delete_artifacts_of_kind
 -- A set of files that is re-rendered as a whole (the second-look mosaics) replaces its rows.
 DELETE FROM artifacts WHERE run_id = %(run)s AND kind = %(kind)s;
+
+-- name: demo_summary
+-- What `make demo` prints after the attribution DAG: the champion's scored paintings and how many
+-- labelled ones it doubts (catalog artist < 0.2, another > 0.6, as possible_misattributions).
+SELECT c.run_id,
+       (SELECT count(*) FROM attributions a WHERE a.run_id = c.run_id) AS scored,
+       (SELECT count(*) FROM attribution_rivals r WHERE r.run_id = c.run_id
+          AND r.catalog_artist_probability < 0.2 AND r.rival_probability > 0.6) AS doubted
+FROM champion c;

@@ -81,3 +81,65 @@ WHERE s.data_root = %(root)s
 -- name: set_state
 INSERT INTO ingest_state (data_root, fingerprint, files) VALUES (%(root)s, %(fp)s, %(files)s)
 ON CONFLICT (data_root) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, files = EXCLUDED.files, ingested_at = now();
+
+-- name: manifest
+-- The per-file manifest of a root (what each file's last probe found), read before probing. It
+-- counts only while the root has catalog rows, so an emptied catalog is probed afresh.
+SELECT f.rel_path, f.size_bytes, f.mtime_ns, f.row_hash, f.recipe, f.width, f.height, f.mode,
+       f.reason, f.detail, f.reduced_path
+FROM ingest_files f
+WHERE f.data_root = %(root)s
+  AND (EXISTS (SELECT 1 FROM paintings p WHERE p.data_root = f.data_root)
+       OR EXISTS (SELECT 1 FROM rejects r WHERE r.data_root = f.data_root));
+
+-- name: create_staging_files
+CREATE TEMP TABLE staging_files (LIKE ingest_files INCLUDING DEFAULTS) ON COMMIT DROP;
+
+-- name: copy_staging_files
+COPY staging_files (data_root, rel_path, size_bytes, mtime_ns, row_hash, recipe, width, height, mode,
+                    reason, detail, reduced_path)
+FROM STDIN;
+
+-- name: update_files
+-- The manifest mirrors this ingest's files: changed entries rewritten, new ones inserted, entries
+-- of files no CSV row leads to any more removed.
+UPDATE ingest_files AS f SET
+    size_bytes = s.size_bytes, mtime_ns = s.mtime_ns, row_hash = s.row_hash, recipe = s.recipe,
+    width = s.width, height = s.height, mode = s.mode, reason = s.reason, detail = s.detail,
+    reduced_path = s.reduced_path, probed_at = now()
+FROM staging_files AS s
+WHERE f.data_root = s.data_root AND f.rel_path = s.rel_path
+  AND (f.size_bytes, f.mtime_ns, f.row_hash, f.recipe, f.width, f.height, f.mode, f.reason, f.detail,
+       f.reduced_path)
+      IS DISTINCT FROM
+      (s.size_bytes, s.mtime_ns, s.row_hash, s.recipe, s.width, s.height, s.mode, s.reason, s.detail,
+       s.reduced_path);
+
+-- name: insert_new_files
+INSERT INTO ingest_files (data_root, rel_path, size_bytes, mtime_ns, row_hash, recipe, width, height, mode,
+                          reason, detail, reduced_path)
+SELECT s.data_root, s.rel_path, s.size_bytes, s.mtime_ns, s.row_hash, s.recipe, s.width, s.height, s.mode,
+       s.reason, s.detail, s.reduced_path
+FROM staging_files AS s
+WHERE NOT EXISTS (SELECT 1 FROM ingest_files AS f WHERE f.data_root = s.data_root AND f.rel_path = s.rel_path);
+
+-- name: delete_old_files
+DELETE FROM ingest_files AS f
+USING (SELECT rel_path FROM ingest_files WHERE data_root = %(root)s
+       EXCEPT
+       SELECT rel_path FROM staging_files) AS g
+WHERE f.data_root = %(root)s AND f.rel_path = g.rel_path;
+
+-- name: delete_files
+DELETE FROM ingest_files WHERE data_root = %(root)s AND rel_path = ANY(%(paths)s);
+
+-- name: mark_gone_names
+-- An incremental ingest names the rows that are no longer good (their CSV line or file went away,
+-- or they became rejects).
+UPDATE paintings SET gone_at = now()
+WHERE data_root = %(root)s AND gone_at IS NULL AND filename = ANY(%(names)s);
+
+-- name: state_stamp
+-- When the folder was last ingested: an incremental load checks, under the ingest lock, that no
+-- other ingest committed since it read the manifest.
+SELECT ingested_at FROM ingest_state WHERE data_root = %(root)s;

@@ -2,7 +2,8 @@
 -- Applied by `painting-ml migrate` (and every run) after schema.sql; dropped and re-created, so
 -- changing a view never needs a manual step.
 
-DROP VIEW IF EXISTS latest_artist_metrics, run_comparison, confused_pairs, champion_history, reject_summary;
+DROP VIEW IF EXISTS latest_artist_metrics, run_comparison, confused_pairs, champion_history, reject_summary,
+    run_verdicts;
 
 -- The per-artist test metrics of the most recently evaluated run.
 CREATE VIEW latest_artist_metrics AS
@@ -51,3 +52,13 @@ FROM promotions p;
 CREATE VIEW reject_summary AS
 SELECT data_root, source_csv, reason, count(*) AS n_rows, min(line_no) AS first_line, max(line_no) AS last_line
 FROM rejects GROUP BY data_root, source_csv, reason;
+
+-- Each run with its headline figures and the gate's latest verdict (the Airflow UI's results view).
+CREATE VIEW run_verdicts AS
+SELECT r.id, r.run_key, r.status, r.config ->> 'optimizer' AS optimizer, r.config ->> 'backbone' AS backbone,
+       r.test_accuracy, r.macro_f1, r.run_dir, r.finished_at,
+       p.promoted, p.reasons,
+       EXISTS (SELECT 1 FROM champion c WHERE c.run_id = r.id) AS is_champion
+FROM runs r
+LEFT JOIN LATERAL (SELECT promoted, reasons FROM promotions
+                   WHERE run_id = r.id ORDER BY decided_at DESC, id DESC LIMIT 1) p ON true;

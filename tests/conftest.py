@@ -76,3 +76,19 @@ def tiny_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "data"
     generate(out, artists=3, per_artist=12, size=48, seed=7, test_only_artists=1, broken=3)
     return out
+
+
+def tiny_run_config(data_dir, **overrides):
+    """The small CPU config the trained-run fixtures share (resnet18, 32 px, one epoch, no wandb)."""
+    from painting_ml.core.config import CPU_DEMO, RunConfig
+
+    base = {**CPU_DEMO, "data_dir": str(data_dir), "n_artists": 3, "backbone": "resnet18", "image_size": 32,
+            "batch_size": 16, "epochs": 1, "online_augment": False, "augment": (), "wandb": False,
+            "head_units": 16, "early_stopping_patience": 0}
+    return RunConfig(**{**base, **overrides})
+
+
+def empty_catalog(db_url) -> None:
+    """Start a module's trained run from an empty catalog (no other module's runs or versions)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE paintings, rejects, dataset_versions, runs RESTART IDENTITY CASCADE")

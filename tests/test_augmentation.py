@@ -36,11 +36,12 @@ def test_unknown_transform():
         apply_transform(Image.new("RGB", (2, 2)), "twirl")
 
 
-def test_augments_train_split_only_once(clean_db, tiny_data, tmp_path):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_augments_train_split_only_once(clean_db, tiny_data, tmp_path, workers):
     catalog.ingest(tiny_data, clean_db)
     cfg = RunConfig(data_dir=str(tiny_data), n_artists=3)
     version = create_dataset_version(cfg, select_artists(cfg, clean_db), clean_db)
-    n = augment_version(version, ("hflip", "rot90"), clean_db, out_root=tmp_path)
+    n = augment_version(version, ("hflip", "rot90"), clean_db, out_root=tmp_path, workers=workers)
     _, items = load_items(version, clean_db)
     train = {i.filename for i in items if i.split == "train"}
     assert n == 2 * len(train)

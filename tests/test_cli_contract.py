@@ -59,6 +59,20 @@ HOSTILE = [
     ("synth zero artists", ["synth", "--out", "{tmp}/s", "--artists", "0"]),
     ("synth without out", ["synth"]),
     ("demo negative epochs", ["demo", "--epochs", "-1"]),
+    ("attributions huge limit", ["attributions", "--limit", "99999999999999999999"]),
+    ("attributions zero limit", ["attributions", "--limit", "0"]),
+    ("attributions unknown run", ["attributions", "--run-id", "999999"]),
+    ("misattributed p nan", ["attributions", "--misattributed", "-p", "nan"]),
+    ("misattributed q above one", ["attributions", "--misattributed", "-q", "1.5"]),
+    ("attribute unknown run", ["attribute", "--run-id", "999999"]),
+    ("similar zero k", ["similar", "{img}", "-k", "0"]),
+    ("export unknown run", ["export", "--run-id", "999999"]),
+    ("sql k overflow", ["sql", "similar_paintings", "--param", "filename=x", "--param", "k=99999999999999999999"]),
+    ("sql negative k", ["sql", "artist_neighbours", "--param", "k=-5"]),
+    ("sql p not finite", ["sql", "possible_misattributions", "--param", "p=inf"]),
+    ("config not utf-8", ["train", "--data-dir", "{tmp}", "--config", "{tmp}/latin1.json"]),
+    ("airflow port out of range", ["airflow", "--port", "99999"]),
+    ("airflow port zero", ["airflow", "--port", "0"]),
 ]
 
 
@@ -68,6 +82,7 @@ def test_hostile_invocations_are_one_line_and_exit_2(clean_db, tmp_path, capsys,
     Image.new("RGB", (32, 32), "red").save(img)
     (tmp_path / "notes.jpg").write_text("not an image")
     (tmp_path / "list.json").write_text(json.dumps([{"epochs": 1}]))
+    (tmp_path / "latin1.json").write_bytes('{"data_dir": "Zoë"}'.encode("latin-1"))
     argv = [a.format(tmp=tmp_path, img=img, list=tmp_path / "list.json") for a in argv]
     assert main(argv) == 2
     out, err = capsys.readouterr()
@@ -79,6 +94,38 @@ def test_hostile_invocations_are_one_line_and_exit_2(clean_db, tmp_path, capsys,
 
 def test_there_are_at_least_thirty_hostile_cases():
     assert len(HOSTILE) >= 30
+
+
+def test_an_unmigrated_database_is_one_line_not_a_traceback(server_url, capsys, monkeypatch):
+    from painting_ml.core import db
+    from painting_ml.core.settings import reload_settings
+
+    url = db.create_database(server_url, "pm_empty")
+    monkeypatch.setenv("PAINTING_DB_URL", url)
+    reload_settings()
+    try:
+        for argv in (["runs"], ["metrics"], ["attributions"]):
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert len(err.splitlines()) == 1 and "painting-ml migrate" in err, err
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+        db.drop_database(server_url, url)
+
+
+def test_a_bad_run_id_is_one_line_before_tensorflow_loads(clean_db):
+    """In a real process TensorFlow prints notices when it loads; a bad run id is refused first."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PAINTING_DB_URL=clean_db)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    for argv in (["predict", "x.jpg", "--run-id", "999999"], ["similar", "x.jpg"]):
+        out = subprocess.run([sys.executable, "-m", "painting_ml.cli", *argv], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_help_still_works(capsys):

@@ -37,6 +37,7 @@ def test_dagbag_has_no_import_errors(tmp_path):
         "  'schedule': type(d.timetable).__name__, 'timetable': repr(d.timetable.timetable),\n"
         "  'retrain_assets': [a.name for a in d.timetable.asset_condition.objects],\n"
         "  'ingest_outlets': [o.name for t in i.tasks for o in t.outlets], 'ingest_schedule': repr(i.timetable),\n"
+        "  'retrain_outlets': {t.task_id: [o.name for o in t.outlets] for t in d.tasks if t.outlets},\n"
         "  'params': sorted(d.params.keys()), 'defaults': {k: d.params[k] for k in d.params},\n"
         "  'typed': [k for k in d.params if not d.params.get_param(k).schema.get('type')],\n"
         "  'sections': {k: d.params.get_param(k).schema.get('section') for k in d.params},\n"
@@ -46,13 +47,14 @@ def test_dagbag_has_no_import_errors(tmp_path):
     assert result["errors"] == {}
     assert {"painting_retrain", "painting_ingest"} <= set(result["dags"])
     assert result["tasks"] == sorted(["check_config", "migrate", "ingest", "select_artists", "split", "validate", "augment",
-                                      "sweep", "train", "evaluate", "compare", "promote", "mosaics", "report"])
+                                      "sweep", "train", "evaluate", "compare", "promote", "publish_champion", "mosaics", "report"])
     up = result["upstream"]
     assert up["check_config"] == [] and up["migrate"] == ["check_config"] and up["ingest"] == ["migrate"]
     # The data-quality gate sits between split and everything that spends time on the data.
     assert up["validate"] == ["split"] and up["augment"] == ["validate"]
     assert up["train"] == ["augment", "sweep"] and up["evaluate"] == ["train"] and up["compare"] == ["evaluate"]
     assert up["promote"] == ["compare"] and up["mosaics"] == ["evaluate", "promote"] and up["report"] == ["mosaics"]
+    assert up["publish_champion"] == ["promote"]
     assert result["mapped"] == ["evaluate", "mosaics", "report", "train"]
     assert result["queues"]["train"] == "gpu" and result["pools"]["train"] == "gpu"
     assert {q for t, q in result["queues"].items() if t != "train"} == {"default"}
@@ -66,6 +68,7 @@ def test_dagbag_has_no_import_errors(tmp_path):
     assert result["ingest_upstream"]["migrate"] == ["check_settled"]
     assert result["schedule"] == "AssetOrTimeSchedule" and result["retrain_assets"] == ["painting_catalog"]
     assert "0 3 * * 1" in result["timetable"]
+    assert result["retrain_outlets"] == {"publish_champion": ["painting_champion"]}  # only a new champion
     assert result["ingest_outlets"] == ["painting_catalog"] and "'0 * * * *'" in result["ingest_schedule"]
     assert {"data_dir", "n_artists", "epochs", "image_size", "batch_size", "optimizers", "strategy", "artists",
             "augment", "online_augment", "backbone", "weights", "targets", "fine_tune", "max_recall_drop"} <= set(result["params"])

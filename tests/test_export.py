@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from PIL import Image
 
+from conftest import empty_catalog, tiny_run_config
 from painting_ml import pipeline
 from painting_ml.cli import main
-from painting_ml.core.config import CPU_DEMO, RunConfig
 from painting_ml.learn.export import METADATA_FILE, SERVING_KIND, export_serving_model
 
 # Runs in a clean interpreter: TensorFlow only, no painting_ml, no Keras custom objects.
@@ -35,12 +35,8 @@ print(json.dumps({"top1": [names[i] for i in probs.argmax(axis=1)], "p": probs.m
 
 @pytest.fixture(scope="module")
 def trained_run(db_url, tiny_data):
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE paintings, rejects, dataset_versions, runs RESTART IDENTITY CASCADE")
-    cfg = RunConfig(**{**CPU_DEMO, "data_dir": str(tiny_data), "n_artists": 3, "backbone": "resnet18",
-                       "image_size": 32, "batch_size": 16, "epochs": 1, "online_augment": False, "augment": (),
-                       "wandb": False, "head_units": 16, "early_stopping_patience": 0,
-                       "targets": ("artist", "style")})
+    empty_catalog(db_url)
+    cfg = tiny_run_config(tiny_data, targets=("artist", "style"))
     return pipeline.prepare_and_train(cfg, run_key="test:export")["run_id"]
 
 

@@ -496,3 +496,127 @@ def test_migration_0003_upgrades_an_existing_database(server_url, tmp_path):
         assert db.migrate(url) == []
     finally:
         db.drop_database(server_url, url)
+
+
+# --- Incremental ingest: the per-file manifest (issue 15) -----------------------------------------
+
+def _count_probes(monkeypatch):
+    calls = []
+    real = catalog.probe_image
+
+    def counting(path, *args, **kwargs):
+        calls.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(catalog, "probe_image", counting)
+    return calls
+
+
+def test_one_changed_file_in_hundreds_is_the_only_decode(clean_db, tmp_path, monkeypatch):
+    import os
+
+    from painting_ml.data.synth import generate
+
+    data = tmp_path / "hundreds"
+    generate(data, artists=6, per_artist=50, size=24, seed=3, test_only_artists=0, broken=2)
+    calls = _count_probes(monkeypatch)
+    first = catalog.ingest_if_changed(data, clean_db)
+    assert first["probed"] == len(calls) >= 300 and first["changed_rows"] == first["probed"]
+    before = (_live(clean_db, data), _counts(clean_db))
+
+    calls.clear()  # nothing changed: the CLI and the DAG both skip on the fingerprint
+    assert catalog.ingest_if_changed(data, clean_db) is None and calls == []
+    assert catalog.ingest(data, clean_db).probed == 0 and calls == []  # and a forced plan reuses all
+
+    victim = next(f for f, (_, rel, *_) in before[0].items() if rel.startswith("train/"))
+    path = data / before[0][victim][1]
+    Image.new("RGB", (31, 17), "white").save(path, format="JPEG")  # replaced by a new picture
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    again = catalog.ingest_if_changed(data, clean_db)
+    assert calls == [victim] and again["probed"] == 1 and again["changed_rows"] == 0
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT width, height FROM paintings WHERE data_root = %s AND filename = %s",
+                            (str(data), victim)).fetchone() == (31, 17)
+    assert _counts(clean_db) == before[1]
+
+    calls.clear()  # a CSV row changed (its file did not): the row is rewritten, nothing decoded
+    rows = _read_csv(data)
+    rows[0]["title"] = "Renamed"
+    _write_csv(data, rows)
+    again = catalog.ingest_if_changed(data, clean_db)
+    assert calls == [] and again["changed_rows"] == 1
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT title FROM paintings WHERE data_root = %s AND filename = %s",
+                            (str(data), rows[0]["new_filename"])).fetchone() == ("Renamed",)
+
+    calls.clear()  # a file removed: marked gone as before, and its manifest entry dropped
+    gone = next(f for f in before[0] if f != victim)
+    (data / before[0][gone][1]).unlink()
+    again = catalog.ingest_if_changed(data, clean_db)
+    assert calls == [] and again["gone"] == 1 and gone not in _live(clean_db, data)
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT count(*) FROM ingest_files WHERE data_root = %s AND rel_path = %s",
+                            (str(data), before[0][gone][1])).fetchone()[0] == 0
+
+    calls.clear()  # --full decodes everything again, whatever the fingerprint and manifest say
+    full = catalog.ingest_if_changed(data, clean_db, full=True)
+    assert full["probed"] == len(calls) == first["probed"] - 1
+
+
+def test_cli_ingest_records_the_fingerprint_the_dag_checks(clean_db, tmp_path, monkeypatch, capsys):
+    import json
+
+    from painting_ml.cli import main
+    from painting_ml.data.synth import generate
+
+    data = tmp_path / "cli"
+    generate(data, artists=2, per_artist=5, size=24, seed=1, test_only_artists=0, broken=0)
+    monkeypatch.setenv("PAINTING_DB_URL", clean_db)
+    calls = _count_probes(monkeypatch)
+    main(["ingest", "--data-dir", str(data), "--json"])
+    decoded = len(calls)
+    assert json.loads(capsys.readouterr().out)["probed"] == decoded >= 10
+    assert catalog.ingest_if_changed(data, clean_db) is None  # the DAG's check sees the CLI's ingest
+    main(["ingest", "--data-dir", str(data), "--json"])
+    assert json.loads(capsys.readouterr().out) == {"unchanged": True, "data_dir": str(data)}
+    main(["ingest", "--data-dir", str(data), "--full", "--json"])
+    assert json.loads(capsys.readouterr().out)["probed"] == decoded and len(calls) == 2 * decoded
+
+
+def test_workers_setting(monkeypatch):
+    from painting_ml.core import settings
+    from painting_ml.core.errors import ConfigError
+
+    monkeypatch.delenv("PAINTING_WORKERS", raising=False)
+    assert settings.reload_settings().workers == settings.available_cores() >= 1
+    monkeypatch.setenv("PAINTING_WORKERS", "3")
+    assert settings.reload_settings().workers == 3
+    for bad in ("0", "many"):
+        monkeypatch.setenv("PAINTING_WORKERS", bad)
+        with pytest.raises(ConfigError, match="PAINTING_WORKERS"):
+            settings.reload_settings()
+    monkeypatch.delenv("PAINTING_WORKERS")
+    settings.reload_settings()
+
+
+def test_incremental_ingest_equals_a_full_one_after_moves_and_clashes(clean_db, tmp_path, monkeypatch):
+    from painting_ml.data.synth import generate
+
+    data = tmp_path / "moves"
+    generate(data, artists=3, per_artist=8, size=24, seed=5, test_only_artists=0, broken=1)
+    catalog.ingest(data, clean_db)
+    live = _live(clean_db, data)
+    moved, clashing = sorted(f for f, v in live.items() if v[1].startswith("train/"))[:2]
+    (data / "train_2").mkdir()
+    shutil.move(data / live[moved][1], data / "train_2" / moved)            # same name, another folder
+    shutil.copy(data / live[clashing][1], data / "train_2" / clashing)      # now in two folders: ambiguous
+    calls = _count_probes(monkeypatch)
+    summary = catalog.ingest(data, clean_db)
+    incremental = _live(clean_db, data)
+    assert calls == [moved] and summary.probed == 1  # the moved file is a new path; the clash needs no decode
+    assert incremental[moved][1] == f"train_2/{moved}" and clashing not in incremental
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT reason FROM rejects WHERE data_root = %s AND filename = %s",
+                            (str(data), clashing)).fetchone() == ("ambiguous_file",)
+    full = catalog.ingest(data, clean_db, full=True)
+    assert _live(clean_db, data) == incremental and full.gone == 0 and full.loaded == summary.loaded

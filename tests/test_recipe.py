@@ -32,7 +32,12 @@ class OneStep(keras.callbacks.Callback):
         self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        self.stem = keras.ops.convert_to_numpy(self.model.get_layer("backbone").get_layer("conv1_conv").kernel)
+        backbone = self.model.get_layer("backbone")
+        self.stem = keras.ops.convert_to_numpy(backbone.get_layer("conv1_conv").kernel)
+        # Phase 2 trains stage 5 on top of pretrained weights: its BN layers must stay in inference mode.
+        bn = backbone.get_layer("conv5_block3_3_bn")
+        self.stage5_bn = (bn.trainable, keras.ops.convert_to_numpy(bn.moving_mean),
+                          keras.ops.convert_to_numpy(backbone.get_layer("conv5_block3_3_conv").kernel))
 
 
 def scheduled_defaults(weights: Path, tmp_path: Path) -> dict:
@@ -55,6 +60,7 @@ def test_the_default_recipe_trains_at_224_px_from_a_weights_file(clean_db, tmp_p
     source = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(224, 224, 3), pooling="avg")
     source.save_weights(weights)
     source_stem = keras.ops.convert_to_numpy(source.get_layer("conv1_conv").kernel)
+    source_bn = keras.ops.convert_to_numpy(source.get_layer("conv5_block3_3_bn").moving_mean)
 
     defaults = scheduled_defaults(weights, tmp_path)
     data = tmp_path / "data"
@@ -73,6 +79,11 @@ def test_the_default_recipe_trains_at_224_px_from_a_weights_file(clean_db, tmp_p
     assert step.steps == 2  # one batch of phase 1 (head), one of phase 2 (last two stages)
     # The stem is frozen in both phases: it still holds exactly what the weights file held.
     np.testing.assert_array_equal(step.stem, source_stem)
+    # Phase 2's step ran stage 5 in training mode: a trainable BN would have moved its moving
+    # statistics in the forward pass (optimizer or not); a frozen one keeps the pretrained ones.
+    bn_trainable, bn_mean, _ = step.stage5_bn
+    assert bn_trainable is False
+    np.testing.assert_array_equal(bn_mean, source_bn)
     with psycopg.connect(clean_db) as conn:
         status, config = conn.execute("SELECT status, config FROM runs WHERE id = %s", (run_id,)).fetchone()
         epochs = conn.execute("SELECT epoch, phase, learning_rate FROM epochs WHERE run_id = %s ORDER BY epoch",

@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from PIL import Image
 
+from conftest import empty_catalog, tiny_run_config
 from painting_ml import pipeline
-from painting_ml.core.config import CPU_DEMO, RunConfig
+from painting_ml.core.config import RunConfig
 from painting_ml.results.mosaics import artist_slugs, mosaic_tiles
 from painting_ml.results.plots import confusion_matrix_from_rows
 
@@ -21,12 +22,9 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 @pytest.fixture(scope="module")
 def reported_run(db_url, tiny_data):
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE paintings, rejects, dataset_versions, runs RESTART IDENTITY CASCADE")
-    cfg = RunConfig(**{**CPU_DEMO, "data_dir": str(tiny_data), "n_artists": 3, "backbone": "resnet18",
-                       "image_size": 32, "batch_size": 16, "epochs": 2, "online_augment": False, "augment": (),
-                       "wandb": False, "head_units": 32, "targets": ("artist", "style"), "mosaic_thumb": 48,
-                       "mosaic_columns": 4})
+    empty_catalog(db_url)
+    cfg = tiny_run_config(tiny_data, epochs=2, head_units=32, targets=("artist", "style"), mosaic_thumb=48,
+                          mosaic_columns=4, early_stopping_patience=5)
     summary = pipeline.run_all(cfg, run_key="test:report")
     return summary
 

@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from painting_ml.cli.flags import add_config_flags, config_from_args, int_in, positive_float
+from painting_ml.cli.flags import RUN_ID, add_config_flags, config_from_args, int_in, positive_float, require_run
 from painting_ml.cli.console import format_artist_table, format_summary, print_rows
 from painting_ml.core.errors import PaintingMLError
 
@@ -36,21 +36,6 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(self.prog, f"{message} (see `{self.prog} --help`)")
 
 
-RUN_ID = int_in(1, 2**31 - 1, "a run id")
-
-
-def require_run(run_id: int | None) -> None:
-    """Refuse a run id that does not exist (None: the command picks a run itself)."""
-    if run_id is None:
-        return
-    from painting_ml.core import db
-
-    with db.connect() as conn:
-        found = db.fetch_one(conn, db.sql("runs", "get_run"), {"id": run_id})
-    if found is None:
-        raise PaintingMLError(f"run {run_id} does not exist; `painting-ml runs` lists the runs")
-
-
 def _cmd_synth(args: argparse.Namespace) -> None:
     from painting_ml.data.synth import generate
 
@@ -62,12 +47,17 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 def _cmd_ingest(args: argparse.Namespace) -> None:
     from painting_ml.core import db
-    from painting_ml.data.ingest import ingest
+    from painting_ml.data.ingest import ingest_if_changed
 
     db.migrate()
-    s = ingest(args.data_dir).to_dict()
+    s = ingest_if_changed(args.data_dir, full=args.full)  # the DAG's path: skip or decode only what changed
+    if s is None:
+        _emit(args, {"unchanged": True, "data_dir": args.data_dir},
+              f"{args.data_dir}: no file changed since the last ingest; nothing to do (--full re-reads everything)")
+        return
     _emit(args, s, f"{s['source_csv']}: {s['rows']} rows, {s['loaded']} loaded, {s['rejected']} rejected"
                    + (f", {s['gone']} gone from the folder" if s.get("gone") else "")
+                   + f"; {s['probed']} images decoded, {s['changed_rows']} rows new or changed"
                    + f" (folder now: {s['paintings_total']} paintings, {s['rejects_total']} rejects)")
 
 
@@ -281,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="load a Kaggle-layout folder into Postgres (rejects recorded)")
     p.add_argument("--data-dir", required=True)
+    p.add_argument("--full", action="store_true",
+                   help="decode every image again, even when the folder or the file is unchanged")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_ingest)
 
@@ -292,15 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="the configuration table of README.md")
     p.set_defaults(func=_cmd_config)
 
-    p = sub.add_parser("run", help="run every retraining step in this process (no Airflow)")
-    _add_config_flags(p)
-    p.add_argument("--run-key", help="stable key: the same key resumes that run instead of starting over")
-    p.set_defaults(func=_cmd_run)
-
-    p = sub.add_parser("train", help="ingest, select, split, augment and train one run (resumable by --run-key)")
-    _add_config_flags(p)
-    p.add_argument("--run-key", help="stable key: the same key resumes that run instead of starting over")
-    p.set_defaults(func=_cmd_train)
+    for name, func, text in (
+            ("run", _cmd_run, "run every retraining step in this process (no Airflow)"),
+            ("train", _cmd_train, "ingest, select, split, augment and train one run (resumable by --run-key)")):
+        p = sub.add_parser(name, help=text)
+        _add_config_flags(p)
+        p.add_argument("--run-key", help="stable key: the same key resumes that run instead of starting over")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run: metrics, confusion, open-set, verification")
     p.add_argument("--run-id", type=RUN_ID, required=True)
@@ -360,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("airflow", help="the Airflow UI on this machine (LocalExecutor) until Ctrl-C")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--gpu-slots", type=int, default=1, help="slots of the gpu pool (one per GPU)")
+    p.add_argument("--port", type=int_in(1, 65535, "a TCP port"), default=8080)
+    p.add_argument("--gpu-slots", type=int_in(1, 1024, "a slot count"), default=1,
+                   help="slots of the gpu pool (one per GPU)")
     p.set_defaults(func=_cmd_airflow)
     from painting_ml.cli import champion  # export, attribute, similar, attributions
 
@@ -388,10 +379,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import psycopg
+
     try:
         args.func(args)
     except PaintingMLError as exc:
         print(f"painting-ml {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except psycopg.errors.UndefinedTable as exc:
+        print(f"painting-ml {args.command}: error: the painting database has no schema yet "
+              f"({exc.diag.message_primary}); run `painting-ml migrate` first", file=sys.stderr)
+        return 2
+    except psycopg.Error as exc:  # connect() already turned connection problems into PaintingMLError
+        from painting_ml.core.db import redact_url
+
+        message = redact_url(exc.diag.message_primary or type(exc).__name__)
+        print(f"painting-ml {args.command}: error: the database refused the request ({message})", file=sys.stderr)
         return 2
     return 0
 

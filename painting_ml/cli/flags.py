@@ -39,6 +39,32 @@ def int_in(lo: int, hi: int, what: str = "a number"):
     return parse
 
 
+RUN_ID = int_in(1, 2**31 - 1, "a run id")
+
+
+def probability(text: str) -> float:
+    """An argparse ``type``: a finite number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; a probability is 0 to 1") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is out of range; a probability is 0 to 1")
+    return value
+
+
+def require_run(run_id: int | None) -> None:
+    """Refuse a run id that does not exist (None: the command picks a run itself)."""
+    if run_id is None:
+        return
+    from painting_ml.core import db
+
+    with db.connect() as conn:
+        found = db.fetch_one(conn, db.sql("runs", "get_run"), {"id": run_id})
+    if found is None:
+        raise PaintingMLError(f"run {run_id} does not exist; `painting-ml runs` lists the runs")
+
+
 def positive_float(hi: float):
     """An argparse ``type``: a finite number from 0 to ``hi``."""
 
@@ -117,8 +143,8 @@ def config_from_args(args: argparse.Namespace, model: type[RunConfig] = RunConfi
         params.update(read_defaults_file(defaults_file))
     if getattr(args, "config", None):
         try:
-            loaded = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            loaded = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PaintingMLError(f"--config {args.config}: cannot read a JSON object ({exc})") from exc
         if not isinstance(loaded, dict):
             raise PaintingMLError(f"--config {args.config}: the file holds a JSON {type(loaded).__name__}; "

@@ -52,6 +52,8 @@ class Settings:
         alert_smtp_conn: ``PAINTING_ALERT_SMTP_CONN``; the Airflow SMTP connection id the mails go
             through (``smtp_default``; e.g. ``AIRFLOW_CONN_SMTP_DEFAULT`` in the environment).
         alert_from: ``PAINTING_ALERT_FROM``; the sender (default: the connection's ``from_email``).
+        workers: ``PAINTING_WORKERS``; how many images ingest probes and offline augmentation
+            transforms at once (default: the CPU cores this process may run on).
     """
 
     home: Path
@@ -68,6 +70,7 @@ class Settings:
     alert_email: tuple[str, ...] = ()
     alert_smtp_conn: str = "smtp_default"
     alert_from: str | None = None
+    workers: int = 1
 
     @property
     def generated_data_dir(self) -> Path:
@@ -115,7 +118,31 @@ def _read() -> Settings:
         alert_email=tuple(a.strip() for a in os.environ.get("PAINTING_ALERT_EMAIL", "").split(",") if a.strip()),
         alert_smtp_conn=os.environ.get("PAINTING_ALERT_SMTP_CONN") or "smtp_default",
         alert_from=os.environ.get("PAINTING_ALERT_FROM") or None,
+        workers=_workers(),
     )
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, which containers and ``taskset``
+    narrow), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _workers() -> int:
+    raw = os.environ.get("PAINTING_WORKERS")
+    if raw in (None, ""):
+        return available_cores()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"PAINTING_WORKERS={raw!r} is not a whole number; use 1 or more "
+                          f"(unset: the {available_cores()} cores this process may use)") from None
+    if value < 1:
+        raise ConfigError(f"PAINTING_WORKERS={raw!r} must be at least 1")
+    return value
 
 
 def _number(name: str, default: float) -> float:

@@ -9,6 +9,7 @@ nothing derived from a validation or test painting can leak into training.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -75,8 +76,12 @@ def apply_transform(img: Image.Image, transform: str) -> Image.Image:
 
 
 def augment_version(version_id: int, transforms: tuple[str, ...], url: str | None = None,
-                    out_root: Path | None = None) -> int:
-    """Materialise ``transforms`` of every train image of ``version_id``; return rows recorded."""
+                    out_root: Path | None = None, workers: int | None = None) -> int:
+    """Materialise ``transforms`` of every train image of ``version_id``; return rows recorded.
+
+    Images are transformed ``workers`` at a time (default ``PAINTING_WORKERS``: every core) in
+    threads: PIL releases the GIL while it decodes, transposes, resamples and encodes, which is
+    nearly all of the work."""
     if not transforms:
         return 0
     out_dir = (out_root or get_settings().artifacts_dir / "augmented") / f"v{version_id}"
@@ -87,17 +92,40 @@ def augment_version(version_id: int, transforms: tuple[str, ...], url: str | Non
     with db.connect(url) as conn:
         existing = db.fetch_dicts(conn, db.sql("augment", "existing"), {"id": version_id})
     done = {(r["source_filename"], r["transform"]) for r in existing if Path(r["path"]).is_file()}
-    rows = []
-    train = [i for i in items if i.split == "train"]
-    for item in progress(train, "augment", unit="img"):
+    work = []
+    for item in (i for i in items if i.split == "train"):
         todo = [t for t in transforms if (item.filename, t) not in done]
-        if not todo:
-            continue
+        if todo:
+            work.append((item, todo))
+
+    def augment_one(job) -> list[dict]:
+        item, todo = job
         im = read_rgb(item.path)  # the same RGB as training's decoder sees (16-bit scaled, alpha dropped)
+        out = []
         for t in todo:
             dest = out_dir / f"{Path(item.filename).stem}__{t}.jpg"
             write_atomic(apply_transform(im, t), dest, format="JPEG", quality=95)
-            rows.append({"id": version_id, "src": item.filename, "t": t, "path": str(dest)})
+            out.append({"id": version_id, "src": item.filename, "t": t, "path": str(dest)})
+        return out
+
+    def augment_chunk(chunk) -> list[dict]:
+        return [row for job in chunk for row in augment_one(job)]
+
+    # A few images per task: one future per small image costs more locking than the image's work.
+    size = 8
+    chunks = [work[i:i + size] for i in range(0, len(work), size)]
+    workers = workers or get_settings().workers
+    rows: list[dict] = []
+
+    def collect(results) -> None:
+        for done in progress(results, "augment", total=len(chunks), unit=f"x{size} img"):
+            rows.extend(done)
+
+    if workers <= 1 or len(chunks) <= 1:
+        collect(map(augment_chunk, chunks))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            collect(pool.map(augment_chunk, chunks))
     with db.connect(url) as conn:
         with conn.cursor() as cur:
             cur.executemany(db.sql("augment", "upsert"), rows)

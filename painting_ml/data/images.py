@@ -243,6 +243,13 @@ def _write_copy(img: Image.Image, dest: Path) -> None:
         raise
 
 
+def probe_recipe(copies: bool) -> str:
+    """What a probe's outcome depends on besides the file's bytes: the copy recipe, the pixel
+    limit and whether converted copies may be written. Ingest's manifest reuses an outcome only
+    under the same recipe."""
+    return f"{_COPY_RECIPE.decode()}|max_pixels={Image.MAX_IMAGE_PIXELS}|copies={int(copies)}"
+
+
 def probe_image(path: Path, draft_size: int = 256, reduced_dir: Path | None = None,
                 reduce_to: int = 1024) -> ImageProbe:
     """Prove ``path`` is an image training can decode, and decode it (JPEG draft mode: cheap).

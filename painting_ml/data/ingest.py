@@ -13,6 +13,13 @@ database never touch each other's rows; a row whose CSV line or file went away i
 (kept only while a dataset version references it, never selected again); a file is a live
 painting or a reject, never both (a ``duplicate_row`` reject names a second CSV line of a loaded
 file). Symlinks are followed only while their target stays inside the data root.
+
+Incremental: a per-file manifest (``ingest_files``: relative path, size, mtime, the CSV row's hash
+and what probing found) lets an ingest decode only new or changed files and write only new or
+changed rows; the whole-folder fingerprint (``ingest_state``) stays the cheap "anything changed?"
+check. The CLI and the DAG share :func:`ingest_if_changed`; ``full=True`` (``--full``) decodes
+everything again. A file rewritten with the same size inside one mtime tick is not noticed;
+``--full`` covers that.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from pathlib import Path
 
 from painting_ml.core import db, locks
 from painting_ml.core.errors import DataError
-from painting_ml.data.images import probe_image, root_folder
+from painting_ml.data.images import ImageProbe, probe_image, probe_recipe, root_folder
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,8 @@ class IngestSummary:
     paintings_total: int  # live paintings of this data folder after the ingest
     rejects_total: int    # rejects of this data folder
     gone: int = 0         # rows of this folder whose CSV line or file went away (marked gone or removed)
+    probed: int = 0       # images decoded by this ingest (the rest were unchanged: manifest reused)
+    changed_rows: int = 0  # CSV rows new or changed since the last ingest
 
     def to_dict(self) -> dict[str, object]:
         return self.__dict__.copy()
@@ -60,19 +69,33 @@ def resolve_root(data_dir: str | Path) -> str:
     return str(Path(data_dir).expanduser().resolve())
 
 
-def index_images(data_dir: Path) -> dict[str, list[str]]:
+def index_images(data_dir: Path, links: set[str] | None = None,
+                 listing: dict[str, list[tuple[str, str, bool]]] | None = None) -> dict[str, list[str]]:
     """Map image file name -> every path relative to ``data_dir`` it has in the Kaggle image
-    folders (more than one: the name is ambiguous and its row is rejected)."""
+    folders (more than one: the name is ambiguous and its row is rejected).
+
+    ``links``, when given, receives the relative paths a symlink leads to or through (an entry
+    that is a link, or one in a folder reached by a link): only those can escape the data folder,
+    so only those need resolving (resolving all 100k paths of the real set would take seconds).
+    ``listing``: the folders as :func:`_scan` listed them, so they are not listed twice."""
     index: dict[str, list[str]] = {}
+    real_root = os.path.realpath(data_dir)
     for name in IMAGE_DIRS:
         for folder in (data_dir / name, data_dir / name / name):  # Kaggle nests train_1/train_1/
             if not folder.is_dir():
                 continue
-            with os.scandir(folder) as it:
-                for entry in it:
-                    rel = os.path.relpath(entry.path, data_dir)
-                    if rel not in index.setdefault(entry.name, []):
-                        index[entry.name].append(rel)
+            rel_folder = os.path.relpath(folder, data_dir)
+            linked = os.path.realpath(folder) != os.path.join(real_root, rel_folder)
+            if listing is not None and not linked and rel_folder in listing:
+                found = listing[rel_folder]
+            else:
+                with os.scandir(folder) as it:
+                    found = [(e.name, os.path.relpath(e.path, data_dir), e.is_symlink()) for e in it]
+            for name_, rel, is_link in found:
+                if rel not in index.setdefault(name_, []):
+                    index[name_].append(rel)
+                if links is not None and (linked or is_link):
+                    links.add(rel)
     return index
 
 
@@ -188,6 +211,11 @@ def _whole_number(col: str, value: str) -> tuple[int | None, str | None]:
     value = value.strip()
     if not value:
         return None, None
+    if value.isascii() and value.isdigit():  # the common case, without Decimal
+        n = int(value)
+        lo, hi = _INT_COLUMNS[col]
+        if n <= hi:
+            return n, None
     try:
         d = Decimal(value)
     except InvalidOperation:
@@ -215,15 +243,97 @@ def _row_values(fields: dict[str, str]) -> tuple[dict[str, int | None], str | No
     return numbers, None
 
 
-def plan_ingest(data_dir: Path, workers: int = 4, reduced_dir: Path | None = None) -> tuple[list[tuple], list[tuple], str]:
+@dataclass
+class IngestPlan:
+    """What an ingest will write, decided without touching the database.
+
+    Attributes:
+        good: rows for ``paintings`` in :data:`PAINTING_COLUMNS` order.
+        rejects: ``(data_root, source_csv, line_no, filename, reason, detail)``.
+        source_csv: the CSV's file name.
+        files: manifest rows for ``ingest_files`` (one per probed or reused image file).
+        probed: images decoded by this plan; the rest reused the manifest's outcome.
+        changed_rows: CSV rows new or changed since the manifest was written (all on a first ingest).
+        delta: None for a full plan (every row and manifest entry is written, the root's other rows
+            are marked gone); for a plan against the manifest, what changed relative to it:
+            ``stage`` (good rows new or changed), ``files`` (manifest rows new or changed),
+            ``gone_names`` (file names good last time, not now) and ``old_files`` (manifest
+            paths no CSV row leads to any more).
+    """
+
+    good: list[tuple]
+    rejects: list[tuple]
+    source_csv: str
+    files: list[tuple]
+    probed: int
+    changed_rows: int
+    delta: dict | None = None
+
+
+def default_workers() -> int:
+    """The probe and augmentation pool size: ``PAINTING_WORKERS``, else the cores this process may use."""
+    from painting_ml.core.settings import get_settings
+
+    return get_settings().workers
+
+
+def _row_hash(fields: dict[str, str], source_csv: str) -> str:
+    """A stable hash of one CSV row's fields (in the CSV's column order) and the CSV's name."""
+    text = "\x1f".join(fields.values()) + "\x1e" + "\x1f".join(fields) + "\x1e" + source_csv
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
+def probe_all(paths: list[Path], workers: int, copies: Path | None) -> list[ImageProbe]:
+    """Probe ``paths`` in order with ``workers`` threads (serially for 1).
+
+    Threads, not processes: PIL releases the GIL while it decodes, ~80% of probing a real-sized
+    JPEG (cProfile, 1600x1200), so threads scale on those (bench/scale.py --realistic: 1.5-1.9x at
+    2 workers on 2 cores). On tiny images the Python around the decoder dominates and 2 threads
+    gain nothing; the catalog's real images are large."""
+    from painting_ml.core.progress import progress
+
+    def probe(chunk: list[Path]) -> list[ImageProbe]:
+        return [probe_image(path, reduced_dir=copies) for path in chunk]
+
+    # Chunks, not one future per image: 100k futures cost more locking than tiny images take to
+    # decode, and hold memory for all of them at once.
+    size = 32
+    chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+    out: list[ImageProbe] = []
+
+    def collect(results) -> None:
+        for done in progress(results, "ingest: decoding images", total=len(chunks), unit=f"x{size} img"):
+            out.extend(done)
+
+    if workers <= 1 or len(chunks) <= 1:
+        collect(map(probe, chunks))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            collect(pool.map(probe, chunks))
+    return out
+
+
+def plan_ingest(data_dir: Path, workers: int | None = None, reduced_dir: Path | None = None,
+                known: dict[str, dict] | None = None,
+                scan: FolderScan | None = None) -> IngestPlan:
     """Decide, without touching the database, which rows load and which are rejected.
 
-    ``reduced_dir``: where converted copies go; each data root gets its own folder below it.
-    Reject rows are ``(data_root, source_csv, line_no, filename, reason, detail)``.
+    Args:
+        data_dir: the data folder (resolved).
+        workers: probe pool size (default: :func:`default_workers`).
+        reduced_dir: where converted copies go; each data root gets its own folder below it.
+        known: the root's manifest by relative path (``ingest_files`` rows); a file whose size and
+            mtime are unchanged and that was probed by the same recipe is not decoded again.
+            None: probe every file (a first or a ``--full`` ingest).
+        scan: the folder as just scanned: its listing and file stats are used instead of listing
+            and stat'ing it again.
     """
     root = resolve_root(data_dir)
     rows, source_csv = read_metadata(data_dir)
-    index = index_images(data_dir)
+    links: set[str] = set()
+    index = index_images(data_dir, links, scan.listing if scan else None)
+    stats = scan.stats if scan else None
+    known = known or {}
     good: list[tuple] = []
     rejects: list[tuple] = []
     seen: dict[str, int] = {}
@@ -262,21 +372,54 @@ def plan_ingest(data_dir: Path, workers: int = 4, reduced_dir: Path | None = Non
         if len(found) > 1:
             reject(row, filename, "ambiguous_file", f"the name is in {' and '.join(sorted(found))}; keep one")
             continue
-        target = _escapes(data_dir, found[0])
+        target = _escapes(data_dir, found[0]) if found[0] in links else None
         if target:
             reject(row, filename, "unsafe_path", f"{found[0]} is a link to {target}, outside the data folder")
             continue
         candidates.append((row, filename, found[0], numbers))
 
     copies = root_folder(reduced_dir, root) if reduced_dir is not None else None
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
-        from painting_ml.core.progress import progress
+    recipe = probe_recipe(copies is not None)
+    probes: list[ImageProbe | None] = []
+    stat_of: list[tuple[int, int] | None] = []
+    todo: list[int] = []
+    changed_rows = 0
+    hashes = []
+    for i, (row, _, rel, _) in enumerate(candidates):
+        st = stats.get(rel) if stats is not None else None
+        if st is None:
+            try:  # taken before the probe: a file written meanwhile differs from it next time
+                s = os.stat(data_dir / rel)
+                st = (s.st_size, s.st_mtime_ns)
+            except OSError:
+                st = None  # probing names the problem
+        stat_of.append(st)
+        h = _row_hash(row.fields, source_csv)
+        hashes.append(h)
+        entry = known.get(rel)
+        if entry is None or entry["row_hash"] != h:
+            changed_rows += 1
+        reused = _reuse(entry, st, recipe)
+        probes.append(reused)
+        if reused is None:
+            todo.append(i)
+    fresh = probe_all([data_dir / candidates[i][2] for i in todo], workers or default_workers(), copies)
+    for i, probe in zip(todo, fresh):
+        probes[i] = probe
 
-        probes = list(progress(pool.map(lambda c: probe_image(data_dir / c[2], reduced_dir=copies), candidates),
-                               "ingest: decoding images", total=len(candidates), unit="img"))
-
-    for (row, filename, rel, numbers), probe in zip(candidates, probes):
+    files: list[tuple] = []
+    stage: list[tuple] = []
+    changed_files: list[tuple] = []
+    for (row, filename, rel, numbers), probe, st, h in zip(candidates, probes, stat_of, hashes):
         f = row.fields
+        entry = known.get(rel)
+        file_changed = True
+        if st is not None:
+            files.append((root, rel, st[0], st[1], h, recipe, probe.width or None, probe.height or None,
+                          probe.mode or None, probe.reason or None, probe.detail or None, probe.reduced_path))
+            file_changed = entry is None or _entry_key(entry) != files[-1][2:]
+            if file_changed:
+                changed_files.append(files[-1])
         if probe.reason:
             reject(row, filename, probe.reason, probe.detail)
             continue
@@ -287,20 +430,53 @@ def plan_ingest(data_dir: Path, workers: int = 4, reduced_dir: Path | None = Non
             f["artist_group"] or None, in_train, numbers["pixelsx"], numbers["pixelsy"], numbers["size_bytes"],
             root, rel, probe.width, probe.height, probe.mode, source_csv, probe.reduced_path,
         ))
-    return good, rejects, source_csv
+        # The catalog row is a function of the CSV row, the CSV's name, the path and the probe: when
+        # none of them changed since the last ingest loaded it, it is already there as written.
+        if file_changed or entry["reason"] is not None:
+            stage.append(good[-1])
+    delta = None
+    if known:
+        now_good = {g[0] for g in good}
+        now_files = {f[1] for f in files}
+        delta = {"stage": stage, "files": changed_files,
+                 "gone_names": sorted({os.path.basename(rel) for rel, e in known.items() if e["reason"] is None}
+                                      - now_good),
+                 "old_files": sorted(set(known) - now_files)}
+    return IngestPlan(good, rejects, source_csv, files, len(todo), changed_rows, delta)
 
 
-def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str, root: str) -> dict[str, int]:
+def _entry_key(entry: dict) -> tuple:
+    """A manifest row's values in the order of :class:`IngestPlan` ``files`` rows (after root and path)."""
+    return (entry["size_bytes"], entry["mtime_ns"], entry["row_hash"], entry["recipe"], entry["width"],
+            entry["height"], entry["mode"], entry["reason"], entry["detail"], entry["reduced_path"])
+
+
+def _reuse(entry: dict | None, st: tuple[int, int] | None, recipe: str) -> ImageProbe | None:
+    """The manifest's probe outcome when the file is unchanged (same size and mtime, same recipe,
+    its converted copy still there), else None: probe it."""
+    if entry is None or st is None or (entry["size_bytes"], entry["mtime_ns"]) != st or entry["recipe"] != recipe:
+        return None
+    if entry["reduced_path"] and not os.path.isfile(entry["reduced_path"]):
+        return None
+    return ImageProbe(width=entry["width"] or 0, height=entry["height"] or 0, mode=entry["mode"] or "",
+                      reason=entry["reason"] or "", detail=entry["detail"] or "", reduced_path=entry["reduced_path"])
+
+
+def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str, root: str,
+              gone_names: list[str] | None = None) -> dict[str, int]:
     """Make the catalog of ``root`` mirror the folder, inside the caller's transaction (all or
     nothing): COPY ``good`` into a staging table, rewrite changed rows, insert new ones, mark the
     root's rows that are no longer good as gone (deleting those no dataset version references),
     and replace the root's rejects. Other roots' rows are never touched.
 
+    ``gone_names``: an incremental load: ``good`` holds only the new or changed rows, and the rows
+    to mark gone are these file names (instead of every row of the root not in ``good``).
+
     Returns:
         ``paintings_total``/``rejects_total`` (the root's live paintings and rejects afterwards)
         and ``gone`` (rows of the root marked gone or removed by this ingest).
     """
-    conn.execute(db.sql("ingest", "lock_ingest"), {"lock": locks.INGEST})
+    conn.execute(db.sql("ingest", "lock_ingest"), {"lock": locks.INGEST})  # re-entrant: callers may hold it
     conn.execute(db.sql("ingest", "create_staging"))
     with conn.cursor() as cur:
         with cur.copy(db.sql("ingest", "copy_staging")) as copy:
@@ -309,7 +485,10 @@ def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str, ro
         cur.execute(db.sql("ingest", "analyze_staging"))
         cur.execute(db.sql("ingest", "update_paintings"))
         cur.execute(db.sql("ingest", "insert_new_paintings"))
-        cur.execute(db.sql("ingest", "mark_gone"), {"root": root})
+        if gone_names is None:
+            cur.execute(db.sql("ingest", "mark_gone"), {"root": root})
+        else:
+            cur.execute(db.sql("ingest", "mark_gone_names"), {"root": root, "names": gone_names})
         gone = cur.rowcount
         cur.execute(db.sql("ingest", "delete_unreferenced_gone"), {"root": root})
         # Rejects are replaced per data root so a rerun yields the same rows, not duplicates.
@@ -323,66 +502,162 @@ def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str, ro
             "gone": max(gone, 0)}
 
 
-def ingest(data_dir: str | Path, url: str | None = None) -> IngestSummary:
+def record_manifest(conn, root: str, files: list[tuple], old_files: list[str] | None = None) -> None:
+    """Make ``root``'s rows of the per-file manifest equal ``files``, inside the caller's transaction.
+
+    ``old_files``: an incremental write: ``files`` holds only new or changed entries, and these
+    paths are the entries to remove (instead of every entry of the root not in ``files``)."""
+    conn.execute(db.sql("ingest", "create_staging_files"))
+    with conn.cursor() as cur:
+        with cur.copy(db.sql("ingest", "copy_staging_files")) as copy:
+            for row in files:
+                copy.write_row(row)
+        cur.execute(db.sql("ingest", "update_files"))
+        cur.execute(db.sql("ingest", "insert_new_files"))
+        if old_files is None:
+            cur.execute(db.sql("ingest", "delete_old_files"), {"root": root})
+        else:
+            cur.execute(db.sql("ingest", "delete_files"), {"root": root, "paths": old_files})
+
+
+def ingest(data_dir: str | Path, url: str | None = None, full: bool = False) -> IngestSummary:
     """Load ``data_dir`` into the painting database (idempotent, one transaction).
+
+    Incremental: only images that are new or changed (by size and mtime) since the last ingest of
+    the folder are decoded; ``full`` decodes every one again. The folder's fingerprint is recorded
+    in the same transaction, so the next :func:`ingest_if_changed` sees no change.
 
     Returns:
         Counts of this ingest and of the tables afterwards.
     """
-    return _ingest_folder(Path(resolve_root(data_dir)), url)
+    root = resolve_root(data_dir)
+    return _ingest_folder(Path(root), url, _scan(root), full)
 
 
-def _ingest_folder(data_dir: Path, url: str | None, state: tuple[str, int] | None = None) -> IngestSummary:
-    """Plan and load ``data_dir``; ``state`` = (fingerprint, file count)
-    is recorded in ``ingest_state`` in the same transaction as the rows."""
+def _ingest_folder(data_dir: Path, url: str | None, scan: FolderScan, full: bool) -> IngestSummary:
+    """Plan and load ``data_dir``; the ``scan``'s fingerprint and file count are recorded in
+    ``ingest_state`` and the per-file manifest in ``ingest_files``, in the same transaction as the rows."""
     from painting_ml.core.settings import get_settings
 
-    good, rejects, source_csv = plan_ingest(data_dir, reduced_dir=get_settings().home / "reduced")
     root = str(data_dir)
+    known, stamp = None, None
+    if not full:
+        with db.connect(url) as conn:
+            known = {r["rel_path"]: r for r in db.fetch_dicts(conn, db.sql("ingest", "manifest"), {"root": root})}
+            stamp = db.fetch_one(conn, db.sql("ingest", "state_stamp"), {"root": root})
+    # Decoding happens here, before the transaction opens.
+    plan = plan_ingest(data_dir, reduced_dir=get_settings().home / "reduced", known=known, scan=scan)
     with db.connect(url) as conn:
-        totals = load_rows(conn, good, rejects, source_csv, root)
-        if state is not None:
-            conn.execute(db.sql("ingest", "set_state"), {"root": root, "fp": state[0], "files": state[1]})
-    summary = IngestSummary(source_csv, len(good) + len(rejects), len(good), len(rejects),
-                            totals["paintings_total"], totals["rejects_total"], totals["gone"])
-    log.info("ingested %s: %d loaded, %d rejected", data_dir, summary.loaded, summary.rejected)
+        conn.execute(db.sql("ingest", "lock_ingest"), {"lock": locks.INGEST})
+        delta = plan.delta
+        if delta is not None and db.fetch_one(conn, db.sql("ingest", "state_stamp"), {"root": root}) != stamp:
+            delta = None  # another ingest of the folder committed since the manifest was read: write it all
+        if delta is None:
+            totals = load_rows(conn, plan.good, plan.rejects, plan.source_csv, root)
+            record_manifest(conn, root, plan.files)
+        else:
+            totals = load_rows(conn, delta["stage"], plan.rejects, plan.source_csv, root, delta["gone_names"])
+            record_manifest(conn, root, delta["files"], delta["old_files"])
+        conn.execute(db.sql("ingest", "set_state"), {"root": root, "fp": scan.fingerprint, "files": scan.files})
+    summary = IngestSummary(plan.source_csv, len(plan.good) + len(plan.rejects), len(plan.good), len(plan.rejects),
+                            totals["paintings_total"], totals["rejects_total"], totals["gone"],
+                            plan.probed, plan.changed_rows)
+    log.info("ingested %s: %d loaded, %d rejected; %d images decoded, %d rows new or changed",
+             data_dir, summary.loaded, summary.rejected, summary.probed, summary.changed_rows)
     return summary
+
+
+_IMAGE_SUFFIXES = (".csv", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def scan_fingerprint(data_dir: str | Path) -> tuple[str, int]:
     """A hash of every CSV and image file under the data folder (relative path, size, mtime) and
     the file count: it changes when a file is added, removed, replaced or touched."""
+    scan = _scan(data_dir)
+    return scan.fingerprint, scan.files
+
+
+@dataclass
+class FolderScan:
+    """One pass over a data folder: what the fingerprint, the incremental plan and the image index
+    need, so the 100k-file folder is listed and stat'ed once.
+
+    Attributes:
+        fingerprint: sha256 over (relative path, size, mtime) of every CSV and image file.
+        files: how many files that covers.
+        stats: ``{relative path: (size, mtime_ns)}`` of those files.
+        listing: ``{relative folder: [(name, relative path, is a symlink)]}`` of every folder
+            reached without following a symlink (all entries, folders included).
+    """
+
+    fingerprint: str
+    files: int
+    stats: dict[str, tuple[int, int]]
+    listing: dict[str, list[tuple[str, str, bool]]]
+
+
+def _scan(data_dir: str | Path) -> FolderScan:
+    """Scan ``data_dir`` (see :class:`FolderScan`); files in a folder before its sub-folders, both
+    by name, as ``os.walk`` lists them; symlinked folders are not entered."""
     data_dir = Path(resolve_root(data_dir))
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} does not exist; set data_dir (or PAINTING_DATA_DIR) "
                         "to the folder that holds all_data_info.csv")
-    entries = []
-    for root, dirs, files in os.walk(data_dir):
-        dirs.sort()
-        for name in sorted(files):
-            if name.lower().endswith((".csv", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")):
-                p = Path(root) / name
+    entries: list[str] = []
+    stats: dict[str, tuple[int, int]] = {}
+    listing: dict[str, list[tuple[str, str, bool]]] = {}
+
+    def walk(folder: str, rel_folder: str) -> None:
+        with os.scandir(folder) as it:
+            items = sorted(it, key=lambda e: e.name)
+        here = listing[rel_folder] = []
+        subdirs = []
+        for entry in items:
+            rel = entry.name if rel_folder == "." else f"{rel_folder}{os.sep}{entry.name}"
+            link = entry.is_symlink()
+            here.append((entry.name, rel, link))
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not link:
+                    subdirs.append((entry.path, rel))
+                continue
+            if entry.name.lower().endswith(_IMAGE_SUFFIXES):
                 try:
-                    st = p.stat()
+                    st = entry.stat()
                 except OSError:
                     continue
-                entries.append(f"{p.relative_to(data_dir)}\x1f{st.st_size}\x1f{st.st_mtime_ns}")
+                stats[rel] = (st.st_size, st.st_mtime_ns)
+                entries.append(f"{rel}\x1f{st.st_size}\x1f{st.st_mtime_ns}")
+        for path, rel in subdirs:
+            walk(path, rel)
+
+    walk(str(data_dir), ".")
     h = hashlib.sha256("\x1e".join(entries).encode("utf-8", "surrogateescape"))
-    return h.hexdigest(), len(entries)
+    return FolderScan(h.hexdigest(), len(entries), stats, listing)
 
 
-def ingest_if_changed(data_dir: str | Path, url: str | None = None) -> dict | None:
-    """Ingest ``data_dir`` only when its files changed since the last ingest of that folder.
+def ingest_if_changed(data_dir: str | Path, url: str | None = None, full: bool = False) -> dict | None:
+    """Ingest ``data_dir`` only when its files changed since the last ingest of that folder: the
+    one ingest path of the CLI and the DAG.
+
+    The folder's fingerprint is the cheap "anything changed?" check; when it differs, the ingest
+    decodes only new or changed images (:func:`ingest`). ``full`` ingests and decodes everything
+    whatever the fingerprint says.
 
     Returns the ingest summary, or None when nothing changed (the folder's fingerprint is stored
     in the ingest's own transaction, so a failed ingest is retried next time).
     """
     root = resolve_root(data_dir)
-    fingerprint, files = scan_fingerprint(root)
-    with db.connect(url) as conn:
-        row = db.fetch_one(conn, db.sql("ingest", "get_state"), {"root": root})
-    if row and row["fingerprint"] == fingerprint:
-        log.info("no change under %s (%d files); nothing to ingest", root, files)
-        return None
-    summary = _ingest_folder(Path(root), url, state=(fingerprint, files)).to_dict()
+    scan = _scan(root)
+    fingerprint, files = scan.fingerprint, scan.files
+    if not full:
+        with db.connect(url) as conn:
+            row = db.fetch_one(conn, db.sql("ingest", "get_state"), {"root": root})
+        if row and row["fingerprint"] == fingerprint:
+            log.info("no change under %s (%d files); nothing to ingest", root, files)
+            return None
+    summary = _ingest_folder(Path(root), url, scan, full).to_dict()
     return {**summary, "files": files, "fingerprint": fingerprint[:16]}

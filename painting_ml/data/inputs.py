@@ -51,7 +51,16 @@ def decode_and_resize(path, image_size: int, resize_mode: str = "crop"):
     the converted copy in ``paintings.reduced_path``."""
     import tensorflow as tf
 
-    img = _decode(tf.io.read_file(path), image_size, resize_mode)
+    return decode_bytes_and_resize(tf.io.read_file(path), image_size, resize_mode)
+
+
+def decode_bytes_and_resize(raw, image_size: int, resize_mode: str = "crop"):
+    """One encoded image (a scalar ``tf.string``) to uint8 ``(S, S, 3)``: what
+    :func:`decode_and_resize` does after reading the file, and what the champion's serving export
+    (painting_ml.learn.export) does inside its graph, so the two cannot drift apart."""
+    import tensorflow as tf
+
+    img = _decode(raw, image_size, resize_mode)
     hw = tf.cast(tf.shape(img)[:2], tf.float32)
     side = tf.cast(image_size, tf.float32)
     scale = side / (tf.reduce_min(hw) if resize_mode == "crop" else tf.reduce_max(hw))

@@ -28,25 +28,6 @@ SERVING_KIND = "serving_export"
 METADATA_FILE = "assets.extra/painting_ml.json"
 
 
-def decode_bytes_and_resize(raw, image_size: int, resize_mode: str = "crop"):
-    """One encoded image (a scalar ``tf.string``) to uint8 ``(S, S, 3)``, the way
-    :func:`painting_ml.data.inputs.decode_and_resize` does it for a file."""
-    import tensorflow as tf
-
-    from painting_ml.data.inputs import _decode
-
-    # Same steps as inputs.decode_and_resize after its read_file; the export test holds the two
-    # to the same top-1 on the same files.
-    img = _decode(raw, image_size, resize_mode)
-    hw = tf.cast(tf.shape(img)[:2], tf.float32)
-    side = tf.cast(image_size, tf.float32)
-    scale = side / (tf.reduce_min(hw) if resize_mode == "crop" else tf.reduce_max(hw))
-    new_hw = tf.maximum(tf.cast(tf.math.round(hw * scale), tf.int32), 1)
-    img = tf.image.resize(img, new_hw, method="area")
-    img = tf.image.resize_with_crop_or_pad(img, image_size, image_size)
-    return tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
-
-
 def serving_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / SERVING_DIR
 
@@ -63,6 +44,7 @@ def export_serving_model(run_id: int, url: str | None = None, *, force: bool = F
     import keras
     import tensorflow as tf
 
+    from painting_ml.data.inputs import decode_bytes_and_resize
     from painting_ml.learn.inference import load_run_model
 
     with db.connect(url) as conn:

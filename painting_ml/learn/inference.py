@@ -17,7 +17,6 @@ import numpy as np
 from painting_ml.core import db
 from painting_ml.core.errors import DataError, PaintingMLError
 from painting_ml.learn.metrics import pair_scores, top_k
-from painting_ml.learn.models import EMBEDDING_LAYER
 
 
 @dataclass
@@ -42,9 +41,8 @@ def champion_run_id(url: str | None = None) -> int:
 
 def load_run_model(run_id: int | None = None, url: str | None = None) -> RunModel:
     """Load a run's best model as a model that returns every target's probabilities and the
-    embedding."""
-    import keras
-
+    embedding. Everything that can be refused (no such run, no model file) is checked before
+    Keras and TensorFlow load, so a bad run id is one line, not one line after TF's notices."""
     run_id = champion_run_id(url) if run_id is None else run_id
     with db.connect(url) as conn:
         run = db.fetch_dicts(conn, db.sql("runs", "get_run"), {"id": run_id})
@@ -55,6 +53,10 @@ def load_run_model(run_id: int | None = None, url: str | None = None) -> RunMode
         raise PaintingMLError(f"run {run_id} has no saved model ({run['model_path'] or 'not trained yet'}); "
                               "train it first")
     classes = run["classes"] or json.loads((Path(run["run_dir"]) / "classes.json").read_text())
+    import keras
+
+    from painting_ml.learn.models import EMBEDDING_LAYER
+
     model = keras.models.load_model(run["model_path"])
     outputs = {t: model.get_layer(t).output for t in classes}
     outputs["embedding"] = model.get_layer(EMBEDDING_LAYER).output

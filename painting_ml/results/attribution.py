@@ -121,6 +121,10 @@ def finish_attribution(run_id: int, url: str | None = None) -> dict:
         conn.execute(db.sql("attribution", "delete_centroids"), {"run": run_id})
         artists = conn.execute(db.sql("attribution", "insert_centroids"), {"run": run_id}).rowcount
     mosaics = render_second_look_mosaics(run_id, url=url) if counts["scored"] else []
+    if mosaics and (mosaics[0].parent.parent / "report.html").is_file():
+        from painting_ml.results.report import render_report
+
+        render_report(run_id, url)  # the champion's report now shows them
     return {"run_id": run_id, "scored": int(counts["scored"]), "vector_index": indexed, "artists": artists,
             "second_look": len(mosaics)}
 

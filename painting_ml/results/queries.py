@@ -11,6 +11,7 @@ Values are always bound as parameters, never pasted into the SQL.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,9 +38,16 @@ class Param:
         if raw is None and value == "latest":
             return None
         try:
-            return _TYPES[self.type](value)
+            parsed = _TYPES[self.type](value)
         except ValueError:
             raise ConfigError(f"parameter {self.name}={value!r} must be {self.type}") from None
+        # Numbers reach the database as bound values: keep them to what a query can mean (a count,
+        # an id, a probability) so a huge or negative value is one clear line, not a SQL error.
+        if self.type == "int" and not 1 <= parsed <= 2**31 - 1:
+            raise ConfigError(f"parameter {self.name}={value!r} must be an integer in [1, {2**31 - 1}]")
+        if self.type == "float" and not math.isfinite(parsed):
+            raise ConfigError(f"parameter {self.name}={value!r} must be a finite number")
+        return parsed
 
 
 @dataclass(frozen=True)

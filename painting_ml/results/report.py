@@ -69,7 +69,9 @@ def render_report(run_id: int, url: str | None = None) -> Path:
         if all((run_dir / p).is_file() for p in pair):
             mosaics.append((artist, pair))
 
-    page = _page(run, epochs, metrics, verification, promotions, plots, mosaics, validation)
+    # Written by the attribution of the catalog (painting_ml.results.attribution), when it has run.
+    second_look = sorted(f"second_look/{p.name}" for p in (run_dir / "second_look").glob("*.png"))
+    page = _page(run, epochs, metrics, verification, promotions, plots, mosaics, validation, second_look)
     path = run_dir / "report.html"
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -81,7 +83,8 @@ def render_report(run_id: int, url: str | None = None) -> Path:
     return path
 
 
-def _page(run, epochs, metrics, verification, promotions, plots, mosaics, validation=None) -> str:
+def _page(run, epochs, metrics, verification, promotions, plots, mosaics, validation=None,
+          second_look=()) -> str:
     """Fill ``templates/report.html.j2``."""
     summary = run["summary"] or {}
     kpis = [("artist test accuracy", run["test_accuracy"]), ("top-3", run["top3_accuracy"]),
@@ -96,7 +99,7 @@ def _page(run, epochs, metrics, verification, promotions, plots, mosaics, valida
         split_counts=[{"artist": a, **c} for a, c in counts.items() if a != "unseen"], unseen=counts.get("unseen"),
         metrics_by_target=metrics_by_target, open_set=summary.get("open_set") or {}, verification=verification,
         epochs=epochs, plots=plots, mosaics=[(artist, real, predicted) for artist, (real, predicted) in mosaics],
-        validation=_validation_view(validation),
+        validation=_validation_view(validation), second_look=list(second_look),
     )
 
 
