@@ -16,8 +16,15 @@ WHERE data_root = %(root)s AND gone_at IS NULL AND artist <> ALL(%(artists)s) OR
 -- name: lock
 SELECT pg_advisory_xact_lock(%(lock)s);
 
--- name: find_version
-SELECT id FROM dataset_versions WHERE content_hash = %(hash)s;
+-- name: versions_of_identity
+-- The versions with this train/val/test identity (content hash, or hash:<n> for a later unseen
+-- sample), newest first, and whether any of their paintings left the folder since.
+SELECT v.id,
+       EXISTS (SELECT 1 FROM dataset_items i JOIN paintings p ON p.data_root = i.data_root AND p.filename = i.filename
+               WHERE i.version_id = v.id AND p.gone_at IS NOT NULL) AS uses_gone
+FROM dataset_versions v
+WHERE v.content_hash = %(hash)s OR v.content_hash LIKE %(prefix)s
+ORDER BY v.id DESC;
 
 -- name: insert_version
 INSERT INTO dataset_versions (content_hash, config, artists, artist_counts, data_root)

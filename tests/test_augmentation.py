@@ -48,10 +48,32 @@ def test_augments_train_split_only_once(clean_db, tiny_data, tmp_path, workers):
     with psycopg.connect(clean_db) as conn:
         sources = {r[0] for r in conn.execute("SELECT source_filename FROM augmented_images")}
     assert sources == train
-    files = sorted((tmp_path / f"v{version}").iterdir())
+    files = sorted(tmp_path.rglob("*.jpg"))
+    assert len(files) == n
     mtimes = [f.stat().st_mtime_ns for f in files]
     assert augment_version(version, ("hflip", "rot90"), clean_db, out_root=tmp_path) == n
-    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / f"v{version}").iterdir())] == mtimes
+    assert [f.stat().st_mtime_ns for f in sorted(tmp_path.rglob("*.jpg"))] == mtimes
+
+
+def test_augmented_files_are_shared_by_versions(clean_db, tiny_data, tmp_path, monkeypatch):
+    from painting_ml.data import augment
+
+    catalog.ingest(tiny_data, clean_db)
+    cfg = RunConfig(data_dir=str(tiny_data), n_artists=3, seed=1)
+    v1 = create_dataset_version(cfg, select_artists(cfg, clean_db), clean_db)
+    augment_version(v1, ("hflip",), clean_db, out_root=tmp_path)
+    other = RunConfig(data_dir=str(tiny_data), n_artists=3, seed=2)  # another split of the same paintings
+    v2 = create_dataset_version(other, select_artists(other, clean_db), clean_db)
+    decoded = []
+    real = augment.read_rgb
+    monkeypatch.setattr(augment, "read_rgb", lambda path, *a: decoded.append(path) or real(path, *a))
+    augment_version(v2, ("hflip",), clean_db, out_root=tmp_path)
+    train = {v: {i.filename: i.path for i in load_items(v, clean_db)[1] if i.split == "train"} for v in (v1, v2)}
+    assert v1 != v2 and sorted(decoded) == sorted(p for f, p in train[v2].items() if f not in train[v1])
+    with psycopg.connect(clean_db) as conn:
+        path = {(v, f): p for v, f, p in conn.execute("SELECT version_id, source_filename, path FROM augmented_images")}
+    both = set(train[v1]) & set(train[v2])
+    assert both and all(path[(v1, f)] == path[(v2, f)] for f in both)  # one file per painting and transform
 
 
 def test_rot45_is_a_real_45_degree_rotation_without_fill():

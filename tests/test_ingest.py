@@ -620,3 +620,50 @@ def test_incremental_ingest_equals_a_full_one_after_moves_and_clashes(clean_db, 
                             (str(data), clashing)).fetchone() == ("ambiguous_file",)
     full = catalog.ingest(data, clean_db, full=True)
     assert _live(clean_db, data) == incremental and full.gone == 0 and full.loaded == summary.loaded
+
+
+def test_incremental_load_falls_back_to_a_full_write_when_another_ingest_committed(clean_db, tmp_path, monkeypatch):
+    from painting_ml.data.synth import generate
+
+    data = tmp_path / "race"
+    generate(data, artists=2, per_artist=6, size=24, seed=2, test_only_artists=0, broken=0)
+    catalog.ingest(data, clean_db)
+    rows = _read_csv(data)
+    removed = rows.pop(0)  # a loaded painting's line
+    _write_csv(data, rows)
+    real_plan, nested = catalog.plan_ingest, []
+
+    def plan_then_race(*args, **kwargs):
+        plan = real_plan(*args, **kwargs)
+        if not nested:  # another ingest of the folder commits between this plan and its load
+            nested.append(None)
+            nested[0] = catalog.ingest(data, clean_db)
+        return plan
+
+    monkeypatch.setattr(catalog, "plan_ingest", plan_then_race)
+    writes = []
+    real_load = catalog.load_rows
+    monkeypatch.setattr(catalog, "load_rows", lambda conn, good, *a, **k: writes.append((len(good), a[3:], k))
+                        or real_load(conn, good, *a, **k))
+    summary = catalog.ingest(data, clean_db)
+    assert nested[0].gone == 1 and summary.gone == 0
+    outer = writes[-1]
+    assert outer[0] == summary.loaded and outer[1] == () and outer[2] == {}  # every row, marked gone by difference
+    assert removed["new_filename"] not in _live(clean_db, data) and len(_live(clean_db, data)) == summary.loaded
+
+
+def test_a_converted_copy_that_went_away_is_made_again(clean_db, tmp_path, monkeypatch):
+    data = tmp_path / "copies"
+    (data / "train").mkdir(parents=True)
+    Image.new("RGB", (400, 300), "green").save(data / "train" / "1.jpg", quality=90)
+    Image.new("RGB", (20, 20), "green").save(data / "train" / "2.jpg")
+    (data / "all_data_info.csv").write_text("artist,new_filename\nA,1.jpg\nA,2.jpg\n", encoding="utf-8")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)  # 1.jpg gets a reduced copy
+    catalog.ingest(data, clean_db)
+    with psycopg.connect(clean_db) as conn:
+        (reduced,) = conn.execute("SELECT reduced_path FROM paintings WHERE filename = '1.jpg'").fetchone()
+    Path(reduced).unlink()
+    calls = _count_probes(monkeypatch)
+    assert catalog.ingest(data, clean_db).probed == 1 and calls == ["1.jpg"] and Path(reduced).is_file()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60_000)  # another pixel limit: every outcome may differ
+    assert catalog.ingest(data, clean_db).probed == 2

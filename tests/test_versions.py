@@ -65,3 +65,45 @@ def test_unseen_artists_and_no_leakage(clean_db, tiny_data, tmp_path):
             "ON i.version_id = a.version_id AND i.filename = a.source_filename WHERE i.split <> 'train'"
         ).fetchone()[0]
     assert leaked == 0
+
+
+def test_the_unseen_sample_does_not_change_the_version(clean_db, tiny_data, tmp_path):
+    import csv
+    import shutil
+
+    data = tmp_path / "unseen"
+    shutil.copytree(tiny_data, data)
+    catalog.ingest(data, clean_db)
+    cfg = RunConfig(data_dir=str(data), n_artists=2, seed=1)
+    sel = select_artists(cfg, clean_db)
+    v1 = create_dataset_version(cfg, sel, clean_db)
+    _, items = load_items(v1, clean_db)
+    unseen = [i for i in items if i.split == "unseen"]
+    known = sorted((i.filename, i.split) for i in items if i.split != "unseen")
+
+    with open(data / "all_data_info.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    outside = next(r for r in rows if r["artist"] == unseen[0].artist)
+    src = next(p for p in data.rglob(outside["new_filename"]))
+    for k in range(10):  # ten paintings added to an artist outside the selection
+        shutil.copy(src, src.parent / f"new{k}.jpg")
+        rows.append({**outside, "new_filename": f"new{k}.jpg"})
+
+    def write(rows):
+        with open(data / "all_data_info.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+    write(rows)
+    catalog.ingest(data, clean_db)
+    assert create_dataset_version(cfg, sel, clean_db) == v1  # same train/val/test: same version
+
+    write([r for r in rows if r["new_filename"] != unseen[0].filename])  # a painting of its unseen sample left
+    catalog.ingest(data, clean_db)
+    v2 = create_dataset_version(cfg, sel, clean_db)
+    assert v2 != v1 and create_dataset_version(cfg, sel, clean_db) == v2
+    _, items2 = load_items(v2, clean_db)
+    assert sorted((i.filename, i.split) for i in items2 if i.split != "unseen") == known
+    assert unseen[0].filename not in {i.filename for i in items2}
+    assert {f"new{k}.jpg" for k in range(10)} <= {i.filename for i in items2 if i.split == "unseen"}

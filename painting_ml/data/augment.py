@@ -1,13 +1,17 @@
 """Offline augmentation of a dataset version's train split (flips and right-angle rotations).
 
-Each augmented image is written once per dataset version under
-``PAINTING_HOME/artifacts/augmented/v<id>/`` and recorded in ``augmented_images`` with its source
-painting and transform; a rerun reuses what exists. Only the train split is ever augmented, so
-nothing derived from a validation or test painting can leak into training.
+Each augmented image is content-addressed: its file under
+``PAINTING_HOME/artifacts/augmented/by_source/`` is named by the hash of the source's bytes and the
+transform, so the same painting and transform make one file shared by every dataset version that
+trains on it (a new version over the same paintings decodes nothing). Each version records its
+images in ``augmented_images`` with their source painting and transform; a rerun reuses what
+exists. Only the train split is ever augmented, so nothing derived from a validation or test
+painting can leak into training.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,6 +79,25 @@ def apply_transform(img: Image.Image, transform: str) -> Image.Image:
     return rotate_crop(img, angle)
 
 
+#: Bumped when an augmented file would come out differently, so old files are not reused.
+_AUGMENT_RECIPE = b"painting_ml augment v1 jpeg95"
+
+
+def source_key(path: str | Path) -> str:
+    """The sha256 of a source image's bytes: what its augmented files are named by."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def augmented_path(out_dir: Path, source: str, transform: str) -> Path:
+    """Where the ``transform`` of the source with key ``source`` lives (one file for all versions)."""
+    key = hashlib.sha256(_AUGMENT_RECIPE + b"\x1f" + source.encode() + b"\x1f" + transform.encode()).hexdigest()[:40]
+    return out_dir / key[:2] / f"{key}.jpg"
+
+
 def augment_version(version_id: int, transforms: tuple[str, ...], url: str | None = None,
                     out_root: Path | None = None, workers: int | None = None) -> int:
     """Materialise ``transforms`` of every train image of ``version_id``; return rows recorded.
@@ -84,8 +107,7 @@ def augment_version(version_id: int, transforms: tuple[str, ...], url: str | Non
     nearly all of the work."""
     if not transforms:
         return 0
-    out_dir = (out_root or get_settings().artifacts_dir / "augmented") / f"v{version_id}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = (out_root or get_settings().artifacts_dir / "augmented") / "by_source"
     _, items = load_items(version_id, url)
     # Decoding and writing images happen outside any transaction: read what exists, work, then
     # record the new files in one short transaction.
@@ -100,13 +122,15 @@ def augment_version(version_id: int, transforms: tuple[str, ...], url: str | Non
 
     def augment_one(job) -> list[dict]:
         item, todo = job
-        im = read_rgb(item.path)  # the same RGB as training's decoder sees (16-bit scaled, alpha dropped)
-        out = []
-        for t in todo:
-            dest = out_dir / f"{Path(item.filename).stem}__{t}.jpg"
-            write_atomic(apply_transform(im, t), dest, format="JPEG", quality=95)
-            out.append({"id": version_id, "src": item.filename, "t": t, "path": str(dest)})
-        return out
+        source = source_key(item.path)
+        dests = {t: augmented_path(out_dir, source, t) for t in todo}
+        missing = [t for t in todo if not dests[t].is_file()]  # made for another version already?
+        if missing:
+            im = read_rgb(item.path)  # the same RGB as training's decoder sees (16-bit scaled, alpha dropped)
+            for t in missing:
+                dests[t].parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(apply_transform(im, t), dests[t], format="JPEG", quality=95)
+        return [{"id": version_id, "src": item.filename, "t": t, "path": str(dests[t])} for t in todo]
 
     def augment_chunk(chunk) -> list[dict]:
         return [row for job in chunk for row in augment_one(job)]

@@ -399,7 +399,7 @@ def plan_ingest(data_dir: Path, workers: int | None = None, reduced_dir: Path | 
         entry = known.get(rel)
         if entry is None or entry["row_hash"] != h:
             changed_rows += 1
-        reused = _reuse(entry, st, recipe)
+        reused = _reuse(entry, st, recipe, copies)
         probes.append(reused)
         if reused is None:
             todo.append(i)
@@ -451,12 +451,13 @@ def _entry_key(entry: dict) -> tuple:
             entry["height"], entry["mode"], entry["reason"], entry["detail"], entry["reduced_path"])
 
 
-def _reuse(entry: dict | None, st: tuple[int, int] | None, recipe: str) -> ImageProbe | None:
+def _reuse(entry: dict | None, st: tuple[int, int] | None, recipe: str, copies: Path | None) -> ImageProbe | None:
     """The manifest's probe outcome when the file is unchanged (same size and mtime, same recipe,
-    its converted copy still there), else None: probe it."""
+    its converted copy still there, in this ingest's copy folder), else None: probe it."""
     if entry is None or st is None or (entry["size_bytes"], entry["mtime_ns"]) != st or entry["recipe"] != recipe:
         return None
-    if entry["reduced_path"] and not os.path.isfile(entry["reduced_path"]):
+    copy = entry["reduced_path"]
+    if copy and (copies is None or Path(copy).parent != copies or not os.path.isfile(copy)):
         return None
     return ImageProbe(width=entry["width"] or 0, height=entry["height"] or 0, mode=entry["mode"] or "",
                       reason=entry["reason"] or "", detail=entry["detail"] or "", reduced_path=entry["reduced_path"])

@@ -1,7 +1,11 @@
 """Immutable dataset versions: a selection, equalised and split, stored once in Postgres.
 
-The version's ``content_hash`` covers the selection config and every (file, artist, split) it
-contains, so asking again for the same config on the same data returns the same version id.
+The version's ``content_hash`` covers the selection config and every (file, artist, split) of its
+train/val/test splits, so asking again for the same config on the same data returns the same
+version id. The ``unseen`` sample (paintings of artists outside the selection, for open-set
+evaluation) is not part of that identity: paintings added outside the selection keep the version
+(and its offline augmentation); only when a painting of the version left the folder is a new one
+made, with the same identity and a fresh sample (``<hash>:<n>``).
 """
 
 from __future__ import annotations
@@ -131,16 +135,25 @@ def create_dataset_version(cfg: RunConfig, selection: Selection, url: str | None
         unseen = sample_unseen(list(other_artist), cfg.unseen_limit, cfg.seed)
         assignment += [(f, other_artist[f], UNSEEN) for f in unseen]
         key = {**cfg.selection_key(), "selected": selection.artists, "take": selection.take, "data_root": root}
-        digest = content_hash(key, assignment)
+        # The identity is the train/val/test assignment: the unseen sample changes whenever any
+        # painting outside the selection comes or goes, which must not make a new version (and
+        # redo its augmentation) when what is trained on is the same.
+        identity = content_hash(key, [a for a in assignment if a[2] != UNSEEN])
         counts: dict[str, dict[str, int]] = {a: {s: 0 for s in SPLITS} for a in selection.artists}
         counts[UNSEEN] = {"artists": len(set(other_artist[f] for f in unseen)), "paintings": len(unseen)}
         for _, a, s in assignment:
             if s != UNSEEN:
                 counts[a][s] += 1
         conn.execute(db.sql("datasets", "lock"), {"lock": locks.DATASET_VERSION})  # one creator per hash
-        found = db.fetch_one(conn, db.sql("datasets", "find_version"), {"hash": digest})
-        if found:
-            return int(found["id"])
+        # A version of this identity is reused, with the unseen sample drawn when it was made,
+        # while none of its paintings left the folder; else a new one (same identity, ":<n>")
+        # gets today's sample.
+        same = db.fetch_dicts(conn, db.sql("datasets", "versions_of_identity"),
+                              {"hash": identity, "prefix": identity + ":%"})
+        usable = [v for v in same if not v["uses_gone"]]
+        if usable:
+            return int(usable[0]["id"])
+        digest = identity if not same else f"{identity}:{len(same)}"
         version_id = db.fetch_one(
             conn, db.sql("datasets", "insert_version"),
             {"hash": digest, "config": Jsonb(key), "artists": Jsonb(selection.artists), "counts": Jsonb(counts),
