@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
 
 from painting_ml.core import db
-from painting_ml.core.progress import progress
 from painting_ml.data.images import read_rgb
 from painting_ml.data.versions import load_items
 from painting_ml.core.files import write_atomic
+from painting_ml.core.parallel import map_in_chunks
 from painting_ml.core.settings import get_settings
 from painting_ml.core.transforms import parse_angle
 
@@ -132,24 +131,9 @@ def augment_version(version_id: int, transforms: tuple[str, ...], url: str | Non
                 write_atomic(apply_transform(im, t), dests[t], format="JPEG", quality=95)
         return [{"id": version_id, "src": item.filename, "t": t, "path": str(dests[t])} for t in todo]
 
-    def augment_chunk(chunk) -> list[dict]:
-        return [row for job in chunk for row in augment_one(job)]
-
-    # A few images per task: one future per small image costs more locking than the image's work.
-    size = 8
-    chunks = [work[i:i + size] for i in range(0, len(work), size)]
+    # A few images per task (core.parallel): one future per small image costs more locking.
     workers = workers or get_settings().workers
-    rows: list[dict] = []
-
-    def collect(results) -> None:
-        for done in progress(results, "augment", total=len(chunks), unit=f"x{size} img"):
-            rows.extend(done)
-
-    if workers <= 1 or len(chunks) <= 1:
-        collect(map(augment_chunk, chunks))
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            collect(pool.map(augment_chunk, chunks))
+    rows = [row for rows_of_one in map_in_chunks(augment_one, work, workers, 8, "augment") for row in rows_of_one]
     with db.connect(url) as conn:
         with conn.cursor() as cur:
             cur.executemany(db.sql("augment", "upsert"), rows)

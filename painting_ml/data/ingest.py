@@ -29,13 +29,13 @@ import hashlib
 import io
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from painting_ml.core import db, locks
 from painting_ml.core.errors import DataError
+from painting_ml.core.parallel import map_in_chunks
 from painting_ml.data.images import ImageProbe, probe_image, probe_recipe, root_folder
 
 log = logging.getLogger(__name__)
@@ -290,27 +290,8 @@ def probe_all(paths: list[Path], workers: int, copies: Path | None) -> list[Imag
     JPEG (cProfile, 1600x1200), so threads scale on those (bench/scale.py --realistic: 1.5-1.9x at
     2 workers on 2 cores). On tiny images the Python around the decoder dominates and 2 threads
     gain nothing; the catalog's real images are large."""
-    from painting_ml.core.progress import progress
-
-    def probe(chunk: list[Path]) -> list[ImageProbe]:
-        return [probe_image(path, reduced_dir=copies) for path in chunk]
-
-    # Chunks, not one future per image: 100k futures cost more locking than tiny images take to
-    # decode, and hold memory for all of them at once.
-    size = 32
-    chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
-    out: list[ImageProbe] = []
-
-    def collect(results) -> None:
-        for done in progress(results, "ingest: decoding images", total=len(chunks), unit=f"x{size} img"):
-            out.extend(done)
-
-    if workers <= 1 or len(chunks) <= 1:
-        collect(map(probe, chunks))
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            collect(pool.map(probe, chunks))
-    return out
+    return map_in_chunks(lambda path: probe_image(path, reduced_dir=copies), paths, workers, 32,
+                         "ingest: decoding images")
 
 
 def plan_ingest(data_dir: Path, workers: int | None = None, reduced_dir: Path | None = None,
