@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from painting_ml.orchestration.local_server import wait_until
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -136,16 +138,7 @@ class Cluster:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}" for p in sorted(self.home.glob("*.log")))
 
     def wait_for(self, check, timeout: float, what: str, every: float = 2.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            dead = [n for n, p in self.procs.items() if p.poll() is not None]
-            if dead:
-                raise RuntimeError(f"{', '.join(dead)} exited while waiting for {what}:\n{self.logs()}")
-            value = check()
-            if value:
-                return value
-            time.sleep(every)
-        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}:\n{self.logs()}")
+        return wait_until(check, timeout, what, procs=self.procs, logs=self.logs, every=every)
 
     # --- REST, as the UI does it ---------------------------------------------------------------
     def _request(self, method: str, path: str, body=None, auth: bool = True):

@@ -92,6 +92,22 @@ def _persistent_secrets(home: Path) -> dict[str, str]:
     return values
 
 
+def wait_until(check, timeout: float, what: str, *, procs: dict, logs, every: float = 2.0):
+    """Poll ``check`` until it returns something truthy and return that; fail early, with the
+    children's logs, when one of ``procs`` (name -> Popen) exited, and after ``timeout`` seconds.
+    Shared by :class:`LocalAirflow` and the Celery-cluster test harness (tests/cluster.py)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        if dead:
+            raise PaintingMLError(f"{', '.join(dead)} exited while waiting for {what}:\n{logs()}")
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise PaintingMLError(f"timed out after {timeout:.0f} s waiting for {what}:\n{logs()}")
+
+
 @dataclass
 class LocalAirflow:
     """A local Airflow (LocalExecutor) serving this repository's DAGs.
@@ -197,15 +213,7 @@ class LocalAirflow:
 
     def wait_for(self, check, timeout: float, what: str, every: float = 2.0):
         """Poll ``check`` until it returns something truthy; fail early when a child died."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.dead():
-                raise PaintingMLError(f"{', '.join(self.dead())} exited while waiting for {what}:\n{self.logs()}")
-            value = check()
-            if value:
-                return value
-            time.sleep(every)
-        raise PaintingMLError(f"timed out after {timeout:.0f} s waiting for {what}:\n{self.logs()}")
+        return wait_until(check, timeout, what, procs=self.procs, logs=self.logs, every=every)
 
     def stop(self, grace: float = 30) -> None:
         """SIGTERM every child's process group, newest first; SIGKILL what is left after ``grace``."""
