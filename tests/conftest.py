@@ -84,7 +84,7 @@ def tiny_run_config(data_dir, **overrides):
 
     base = {**CPU_DEMO, "data_dir": str(data_dir), "n_artists": 3, "backbone": "resnet18", "image_size": 32,
             "batch_size": 16, "epochs": 1, "online_augment": False, "augment": (), "wandb": False,
-            "head_units": 16, "early_stopping_patience": 0}
+            "head_units": 16, "early_stopping_patience": 0, "min_macro_f1": 0.0}
     return RunConfig(**{**base, **overrides})
 
 

@@ -195,8 +195,9 @@ class RunConfig(BaseModel):
                              "Online augmentation: flip half of the images horizontally.")
     resize_mode: ResizeMode = _field(ResizeMode.CROP, Section.AUGMENTATION, "Resize mode",
                                      "crop: centre crop to a square; pad: pad to a square (aspect ratio kept).")
-    cache: CacheMode = _field(CacheMode.MEMORY, Section.AUGMENTATION, "Decoded-image cache",
-                              "Cache decoded training images in memory, on disk or not at all.")
+    cache: CacheMode = _field(CacheMode.DISK, Section.AUGMENTATION, "Decoded-image cache",
+                              "Cache decoded, resized training images on the worker's disk (memory stays flat "
+                              "whatever the set size), in memory (~150 KB per 224 px image) or not at all.")
 
     # --- Model --------------------------------------------------------------------------------
     backbone: Backbone = _field(Backbone.RESNET50, Section.MODEL, "Backbone",
@@ -272,6 +273,13 @@ class RunConfig(BaseModel):
     max_recall_drop: float = _field(5.0, Section.EVALUATION, "Max recall drop (points)",
                                     "Promotion gate: the most any artist's recall may fall against the "
                                     "champion.", ge=0, le=100)
+    min_macro_f1: float = _field(0.3, Section.EVALUATION, "Minimum macro-F1",
+                                 "Promotion gate floor: a candidate whose test macro-F1 is under this is never "
+                                 "promoted, even when there is no champion.", ge=0, le=1)
+    allow_artist_set_change: bool = _field(False, Section.EVALUATION, "Allow a new artist set",
+                                           "Promote a candidate trained on a different artist set than the "
+                                           "champion's (the two cannot be compared on the same test paintings). "
+                                           "Off: such a candidate is recorded, not promoted.")
 
     # --- Artifacts and tracking ---------------------------------------------------------------
     mosaic_thumb: int = _field(96, Section.ARTIFACTS, "Mosaic thumbnail size (px)",

@@ -54,6 +54,14 @@ class Settings:
         alert_from: ``PAINTING_ALERT_FROM``; the sender (default: the connection's ``from_email``).
         workers: ``PAINTING_WORKERS``; how many images ingest probes and offline augmentation
             transforms at once (default: the CPU cores this process may run on).
+        artifacts_url: ``PAINTING_ARTIFACTS_URL``; the artifact store every host reads and writes
+            (models, image copies, plots, mosaics, reports): a local folder (default
+            ``$PAINTING_HOME/artifacts``) or ``s3://bucket/prefix`` on a cluster.
+        artifacts_endpoint: ``PAINTING_ARTIFACTS_ENDPOINT``; the S3 API endpoint of an S3-compatible
+            store (MinIO, Ceph, a moto server); unset: AWS. Credentials come from the usual AWS
+            variables (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``) or the instance profile.
+        keep_runs: ``PAINTING_KEEP_RUNS``; retention: the newest runs whose files gc keeps (besides
+            the champion and every run a promotion decision references).
     """
 
     home: Path
@@ -71,6 +79,9 @@ class Settings:
     alert_smtp_conn: str = "smtp_default"
     alert_from: str | None = None
     workers: int = 1
+    artifacts_url: str = ""
+    artifacts_endpoint: str | None = None
+    keep_runs: int = 10
 
     @property
     def generated_data_dir(self) -> Path:
@@ -79,7 +90,13 @@ class Settings:
 
     @property
     def artifacts_dir(self) -> Path:
+        """The local artifact store's folder (the default ``PAINTING_ARTIFACTS_URL``)."""
         return self.home / "artifacts"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """This host's working copies of a remote store's files (never shared between hosts)."""
+        return self.home / "scratch"
 
     @property
     def pgdata_dir(self) -> Path:
@@ -119,6 +136,9 @@ def _read() -> Settings:
         alert_smtp_conn=os.environ.get("PAINTING_ALERT_SMTP_CONN") or "smtp_default",
         alert_from=os.environ.get("PAINTING_ALERT_FROM") or None,
         workers=_workers(),
+        artifacts_url=os.environ.get("PAINTING_ARTIFACTS_URL") or (home / "artifacts").as_uri(),
+        artifacts_endpoint=os.environ.get("PAINTING_ARTIFACTS_ENDPOINT") or None,
+        keep_runs=_count("PAINTING_KEEP_RUNS", 10),
     )
 
 
@@ -142,6 +162,19 @@ def _workers() -> int:
                           f"(unset: the {available_cores()} cores this process may use)") from None
     if value < 1:
         raise ConfigError(f"PAINTING_WORKERS={raw!r} must be at least 1")
+    return value
+
+
+def _count(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; use 0 or more") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} is negative; use 0 or more")
     return value
 
 

@@ -1,0 +1,219 @@
+"""The artifact store: one interface over a local folder or an object store (``s3://bucket/prefix``).
+
+Everything a run produces or reads besides the data folder — models, class lists, derived and
+augmented image copies, plots, mosaics, reports, serving exports — lives in the store under a
+**key**, a relative POSIX path such as ``runs/run_7_1a2b3c4d/model.keras``. The database stores
+keys, never host paths, so any host that can reach the store can read what another host wrote.
+
+Code works on local files: :meth:`ArtifactStore.local_path` is where a key's file is on *this*
+host. For the local store that is the store itself (no copies); for a remote store it is a
+per-host scratch folder (``$PAINTING_HOME/scratch``), :meth:`put` uploads a finished file and
+:meth:`fetch` downloads one that is not there yet. A local write goes through a temporary file
+and a rename; an S3 upload is one PUT, which is atomic by itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import posixpath
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import urlparse
+
+from painting_ml.core.errors import ConfigError, PaintingMLError
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(PaintingMLError):
+    """A key is missing from the store or cannot be read or written."""
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a clean relative POSIX path inside the store; raises ValueError otherwise."""
+    norm = posixpath.normpath(key) if key else ""
+    if not key or key.startswith("/") or norm != key.rstrip("/") or norm.startswith("..") or "\\" in key:
+        raise ValueError(f"artifact key {key!r} is not a relative path inside the store")
+    return norm
+
+
+class ArtifactStore:
+    """A local folder (``file://`` URL or plain path) or an fsspec object store (``s3://…``).
+
+    Args:
+        url: where the store is: ``file:///srv/painting/artifacts``, ``/srv/painting/artifacts``
+            or ``s3://bucket/prefix``.
+        scratch: this host's folder for working copies of a remote store's files.
+        storage_options: passed to fsspec (e.g. ``{"client_kwargs": {"endpoint_url": …}}``).
+    """
+
+    def __init__(self, url: str, scratch: Path, storage_options: dict | None = None) -> None:
+        parsed = urlparse(url)
+        self.url = url.rstrip("/")
+        self.is_local = parsed.scheme in ("", "file")
+        if self.is_local:
+            self.root = Path(parsed.path if parsed.scheme == "file" else url).expanduser().resolve()
+            self._fs = None
+            self._base = ""
+        else:
+            import fsspec
+
+            try:
+                self._fs = fsspec.filesystem(parsed.scheme, **(storage_options or {}))
+            except (ImportError, ValueError) as exc:
+                raise ConfigError(f"PAINTING_ARTIFACTS_URL={url!r}: no storage backend for {parsed.scheme!r} "
+                                  f"({exc}); use a local folder or s3://bucket/prefix") from None
+            self._base = f"{parsed.netloc}{parsed.path}".rstrip("/")
+            self.root = Path(scratch).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.url!r})"
+
+    # --- keys and local files -------------------------------------------------------------------
+    def local_path(self, key: str) -> Path:
+        """Where ``key``'s file is (or will be written) on this host."""
+        return self.root / check_key(key)
+
+    def key_of(self, path: str | Path) -> str:
+        """The key of a local file under :meth:`local_path`'s folder (the inverse of local_path)."""
+        path = Path(path).resolve()
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            raise StoreError(f"{path} is not inside the artifact store's folder {self.root}; "
+                             "write artifacts under ArtifactStore.local_path(key)") from None
+
+    def uri(self, key: str) -> str:
+        """The full address of ``key`` (a path for the local store, ``s3://…`` otherwise)."""
+        return str(self.local_path(key)) if self.is_local else f"{self.url}/{check_key(key)}"
+
+    def _remote(self, key: str) -> str:
+        return f"{self._base}/{check_key(key)}"
+
+    # --- moving files ---------------------------------------------------------------------------
+    def put(self, key: str, local: str | Path | None = None) -> None:
+        """Make ``key`` hold the file ``local`` (default: ``local_path(key)``, already written)."""
+        src = Path(local) if local is not None else self.local_path(key)
+        if self.is_local:
+            dest = self.local_path(key)
+            if src.resolve() != dest:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dest)
+            return
+        self._fs.put_file(str(src), self._remote(key))
+
+    def fetch(self, key: str) -> Path:
+        """A local copy of ``key`` (downloaded once per host for a remote store); its path.
+
+        Raises:
+            StoreError: the key is not in the store (one line naming it and the store).
+        """
+        dest = self.local_path(key)
+        if self.is_local:
+            if not dest.is_file():
+                raise StoreError(f"{key} is not in the artifact store {self.url}; it was deleted "
+                                 "(painting-ml gc) or never written")
+            return dest
+        if dest.is_file():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        try:
+            self._fs.get_file(self._remote(key), str(tmp))
+        except FileNotFoundError:
+            raise StoreError(f"{key} is not in the artifact store {self.url}; it was deleted "
+                             "(painting-ml gc) or never written") from None
+        os.replace(tmp, dest)
+        return dest
+
+    def fetch_many(self, keys: Iterable[str]) -> list[Path]:
+        """:meth:`fetch` for many keys; remote misses are downloaded in one batched call."""
+        keys = list(keys)
+        if not self.is_local:
+            missing = [k for k in dict.fromkeys(keys) if not self.local_path(k).is_file()]
+            if missing:
+                for k in missing:
+                    self.local_path(k).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._fs.get([self._remote(k) for k in missing], [str(self.local_path(k)) for k in missing])
+                except FileNotFoundError as exc:
+                    raise StoreError(f"an image copy is missing from the artifact store {self.url} ({exc}); "
+                                     "rerun the augment step to make it again") from None
+        return [self.fetch(k) for k in keys]
+
+    # --- what is there ------------------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        if self.is_local:
+            return self.local_path(key).is_file()
+        return self._fs.isfile(self._remote(key))
+
+    def list(self, prefix: str = "") -> dict[str, int]:
+        """Every key under ``prefix`` (a folder key, or "" for everything) with its size in bytes."""
+        out: dict[str, int] = {}
+        if self.is_local:
+            base = self.root / check_key(prefix) if prefix else self.root
+            if base.is_dir():
+                for dirpath, _, files in os.walk(base):
+                    for name in files:
+                        p = Path(dirpath) / name
+                        out[p.relative_to(self.root).as_posix()] = p.stat().st_size
+            return out
+        base = self._remote(prefix) if prefix else self._base
+        try:
+            found = self._fs.find(base, detail=True)
+        except FileNotFoundError:
+            return out
+        for path, info in found.items():
+            out[path[len(self._base) + 1:]] = int(info.get("size") or 0)
+        return out
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` (missing ones are skipped) here and in this host's scratch copies; the
+        number of keys deleted."""
+        keys = [check_key(k) for k in keys]
+        n = 0
+        if self.is_local:
+            for k in keys:
+                try:
+                    self.local_path(k).unlink()
+                    n += 1
+                except FileNotFoundError:
+                    pass
+            return n
+        existing = [k for k in keys if self._fs.isfile(self._remote(k))]
+        if existing:
+            self._fs.rm([self._remote(k) for k in existing])
+        for k in keys:
+            self.local_path(k).unlink(missing_ok=True)
+        return len(existing)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under the folder key ``prefix``; the number deleted."""
+        keys = list(self.list(prefix))
+        n = self.delete(keys)
+        local = self.root / check_key(prefix)
+        shutil.rmtree(local, ignore_errors=True)
+        return n
+
+
+def storage_options(endpoint: str | None) -> dict:
+    """fsspec options for the configured endpoint (credentials come from the AWS variables)."""
+    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+
+
+@functools.lru_cache(maxsize=4)
+def _store(url: str, scratch: str, endpoint: str | None) -> ArtifactStore:
+    return ArtifactStore(url, Path(scratch), storage_options(endpoint))
+
+
+def get_store() -> ArtifactStore:
+    """The store named by the settings (``PAINTING_ARTIFACTS_URL``)."""
+    from painting_ml.core.settings import get_settings
+
+    s = get_settings()
+    return _store(s.artifacts_url, str(s.scratch_dir), s.artifacts_endpoint)
