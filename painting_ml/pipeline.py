@@ -109,7 +109,8 @@ def promote_step(cfg: RunConfig, run_id: int) -> dict:
     """The promotion decision with the run's test accuracy and macro-F1 (the summary mail's content)."""
     from painting_ml.results.promotion import promote
 
-    decision = promote(run_id, cfg.max_recall_drop).to_dict()
+    decision = promote(run_id, cfg.max_recall_drop, min_macro_f1=cfg.min_macro_f1,
+                       allow_artist_set_change=cfg.allow_artist_set_change).to_dict()
     with db.connect() as conn:
         scores = db.fetch_one(conn, db.sql("runs", "run_summary"), {"id": run_id}) or {}
     return {**decision, "test_accuracy": scores.get("test_accuracy"), "macro_f1": scores.get("macro_f1")}
@@ -148,6 +149,14 @@ def run_all(cfg: RunConfig, run_key: str | None = None) -> dict:
     summary["report"] = report_step(run_id)
     summary["dataset_version_id"] = version_id
     return summary
+
+
+def gc_step(dry_run: bool = False, keep_runs: int | None = None) -> dict:
+    """Apply the retention policy (painting_gc, ``painting-ml gc``): what was (or would be) freed."""
+    from painting_ml.core.settings import get_settings
+    from painting_ml.results.retention import collect_garbage
+
+    return collect_garbage(keep_runs=get_settings().keep_runs if keep_runs is None else keep_runs, dry_run=dry_run)
 
 
 # --- the champion at work (painting_attribute) --------------------------------------------------
