@@ -75,9 +75,12 @@ def validate_step(cfg: RunConfig, version_id: int) -> dict:
 
 
 def augment_step(cfg: RunConfig, version_id: int) -> int:
+    """The version's training-resolution copies (every split) and the train split's offline
+    transforms, in the artifact store; runs where the data folder is (the default queue)."""
     from painting_ml.data.augment import augment_version
+    from painting_ml.data.derived import long_side_for
 
-    return augment_version(version_id, cfg.augment)
+    return augment_version(version_id, cfg.augment, long_side_for(cfg.image_size))
 
 
 def train_step(cfg: RunConfig, version_id: int, run_key: str) -> int:

@@ -40,7 +40,8 @@ SELECT artists, config, artist_counts, data_root FROM dataset_versions WHERE id 
 -- name: items
 -- gone: the painting left its folder after the version was made (the version stays readable).
 SELECT i.filename, i.artist, i.label, i.split, COALESCE(p.reduced_path, p.data_root || '/' || p.rel_path) AS path,
-       NULLIF(btrim(p.style), '') AS style, NULLIF(btrim(p.genre), '') AS genre, p.gone_at IS NOT NULL AS gone
+       NULLIF(btrim(p.style), '') AS style, NULLIF(btrim(p.genre), '') AS genre, p.gone_at IS NOT NULL AS gone,
+       p.data_root, p.rel_path
 FROM dataset_items i JOIN paintings p ON p.data_root = i.data_root AND p.filename = i.filename
 WHERE i.version_id = %(id)s
 ORDER BY i.split, i.label, i.filename;

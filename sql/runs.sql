@@ -2,15 +2,26 @@
 
 -- name: insert_run
 -- A retried task (same run_key) gets its existing row back.
+-- A finished training (it has its model) keeps its status: the caller returns it as it is.
 INSERT INTO runs (run_key, dataset_version_id, config, run_dir)
 VALUES (%(key)s, %(version)s, %(config)s, '')
-ON CONFLICT (run_key) DO UPDATE SET status = 'running', error = NULL
-RETURNING id, run_dir;
+ON CONFLICT (run_key) DO UPDATE
+    SET status = CASE WHEN runs.model_path IS NULL THEN 'running' ELSE runs.status END,
+        error = CASE WHEN runs.model_path IS NULL THEN NULL ELSE runs.error END
+RETURNING id, run_dir, model_path, wandb_id;
 
 -- name: set_run_dir
 -- Set once; whoever comes second (a concurrent retry) gets the stored folder back.
 UPDATE runs SET run_dir = CASE WHEN run_dir = '' THEN %(dir)s ELSE run_dir END WHERE id = %(id)s
 RETURNING run_dir;
+
+-- name: set_lineage
+-- What trained the run; the wandb id is set once (a retry logs into the same wandb run).
+UPDATE runs SET code_version = %(version)s, code_commit = %(commit)s,
+    data_fingerprint = (SELECT fingerprint FROM ingest_state WHERE data_root = %(root)s),
+    wandb_id = COALESCE(wandb_id, %(wandb_id)s)
+WHERE id = %(id)s
+RETURNING wandb_id;
 
 -- name: upsert_epoch
 INSERT INTO epochs (run_id, epoch, phase, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds, metrics)
@@ -93,6 +104,9 @@ INSERT INTO artifacts (run_id, kind, path, bytes, sha256) VALUES (%(run)s, %(kin
 ON CONFLICT (run_id, path) DO UPDATE SET kind = EXCLUDED.kind, bytes = EXCLUDED.bytes,
     sha256 = EXCLUDED.sha256, created_at = now();
 
+-- name: artifacts_of_run
+SELECT kind, path, bytes, sha256 FROM artifacts WHERE run_id = %(id)s ORDER BY path;
+
 -- name: latest_run
 SELECT id AS run_id FROM runs WHERE status = 'evaluated' ORDER BY finished_at DESC, id DESC LIMIT 1;
 
@@ -114,3 +128,9 @@ FROM runs r
 WHERE regexp_replace(r.run_key, ':[^:]*$', '')
     = (SELECT regexp_replace(run_key, ':[^:]*$', '') FROM runs WHERE id = %(id)s)
 ORDER BY r.id;
+
+-- name: lineage_of_runs
+-- What made each listed run (`painting-ml runs --json`): the run_lineage view's columns.
+SELECT run_id, code_version, code_commit, data_fingerprint, dataset_version_id, dataset_hash, config,
+       model_key, model_sha256, wandb_id, run_dir, files_pruned_at
+FROM run_lineage WHERE run_id = ANY(%(ids)s);

@@ -3,10 +3,12 @@
 -- are the runs whose key starts with "<dag_id>:<run_id>:".
 
 -- name: runs_of_dag_run
-SELECT * FROM run_verdicts WHERE starts_with(run_key, %(prefix)s) ORDER BY id;
+SELECT v.*, EXISTS (SELECT 1 FROM artifacts a WHERE a.run_id = v.id AND a.kind = 'report') AS has_report
+FROM run_verdicts v WHERE starts_with(v.run_key, %(prefix)s) ORDER BY v.id;
 
 -- name: recent_runs
-SELECT * FROM run_verdicts ORDER BY id DESC LIMIT %(limit)s;
+SELECT v.*, EXISTS (SELECT 1 FROM artifacts a WHERE a.run_id = v.id AND a.kind = 'report') AS has_report
+FROM run_verdicts v ORDER BY v.id DESC LIMIT %(limit)s;
 
 -- name: run_folder
 SELECT run_key, run_dir FROM runs WHERE id = %(id)s;

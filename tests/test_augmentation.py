@@ -37,42 +37,53 @@ def test_unknown_transform():
 
 
 @pytest.mark.parametrize("workers", [1, 3])
-def test_augments_train_split_only_once(clean_db, tiny_data, tmp_path, workers):
+def test_augments_train_split_only_once(clean_db, tiny_data, workers):
+    from painting_ml.core.store import get_store
+    from painting_ml.data.derived import cached_keys
+
     catalog.ingest(tiny_data, clean_db)
     cfg = RunConfig(data_dir=str(tiny_data), n_artists=3)
     version = create_dataset_version(cfg, select_artists(cfg, clean_db), clean_db)
-    n = augment_version(version, ("hflip", "rot90"), clean_db, out_root=tmp_path, workers=workers)
+    n = augment_version(version, ("hflip", "rot90"), 64, clean_db, workers=workers)
     _, items = load_items(version, clean_db)
     train = {i.filename for i in items if i.split == "train"}
     assert n == 2 * len(train)
     with psycopg.connect(clean_db) as conn:
-        sources = {r[0] for r in conn.execute("SELECT source_filename FROM augmented_images")}
-    assert sources == train
-    files = sorted(tmp_path.rglob("*.jpg"))
-    assert len(files) == n
+        rows = conn.execute("SELECT source_filename, path FROM augmented_images").fetchall()
+    assert {r[0] for r in rows} == train
+    store = get_store()
+    files = [store.local_path(key) for _, key in rows]  # store keys, not host paths
+    assert all(not key.startswith("/") and f.is_file() for (_, key), f in zip(rows, files))
+    assert len(set(files)) == n
+    # every split got its training-resolution copy (evaluation reads them too), long side <= 64
+    keys = cached_keys(items, 64, clean_db)
+    assert set(keys) == {i.filename for i in items}
+    assert all(max(Image.open(store.local_path(k)).size) <= 64 for k in keys.values())
     mtimes = [f.stat().st_mtime_ns for f in files]
-    assert augment_version(version, ("hflip", "rot90"), clean_db, out_root=tmp_path) == n
-    assert [f.stat().st_mtime_ns for f in sorted(tmp_path.rglob("*.jpg"))] == mtimes
+    assert augment_version(version, ("hflip", "rot90"), 64, clean_db) == n
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
 
 
-def test_augmented_files_are_shared_by_versions(clean_db, tiny_data, tmp_path, monkeypatch):
-    from painting_ml.data import augment
+def test_augmented_files_are_shared_by_versions(clean_db, tiny_data, monkeypatch):
+    from painting_ml.data import derived
 
     catalog.ingest(tiny_data, clean_db)
     cfg = RunConfig(data_dir=str(tiny_data), n_artists=3, seed=1)
     v1 = create_dataset_version(cfg, select_artists(cfg, clean_db), clean_db)
-    augment_version(v1, ("hflip",), clean_db, out_root=tmp_path)
+    augment_version(v1, ("hflip",), 64, clean_db)
     other = RunConfig(data_dir=str(tiny_data), n_artists=3, seed=2)  # another split of the same paintings
     v2 = create_dataset_version(other, select_artists(other, clean_db), clean_db)
     decoded = []
-    real = augment.read_rgb
-    monkeypatch.setattr(augment, "read_rgb", lambda path, *a: decoded.append(path) or real(path, *a))
-    augment_version(v2, ("hflip",), clean_db, out_root=tmp_path)
-    train = {v: {i.filename: i.path for i in load_items(v, clean_db)[1] if i.split == "train"} for v in (v1, v2)}
-    assert v1 != v2 and sorted(decoded) == sorted(p for f, p in train[v2].items() if f not in train[v1])
+    real = derived.read_rgb
+    monkeypatch.setattr(derived, "read_rgb", lambda path, *a: decoded.append(path) or real(path, *a))
+    augment_version(v2, ("hflip",), 64, clean_db)
+    items = {v: {i.filename: i for i in load_items(v, clean_db)[1]} for v in (v1, v2)}
+    train = {v: {f for f, i in items[v].items() if i.split == "train"} for v in (v1, v2)}
+    # only paintings v1 did not have (its unseen-artist sample differs by seed) are decoded
+    assert v1 != v2 and set(decoded) <= {i.path for f, i in items[v2].items() if f not in items[v1]}
     with psycopg.connect(clean_db) as conn:
         path = {(v, f): p for v, f, p in conn.execute("SELECT version_id, source_filename, path FROM augmented_images")}
-    both = set(train[v1]) & set(train[v2])
+    both = train[v1] & train[v2]
     assert both and all(path[(v1, f)] == path[(v2, f)] for f in both)  # one file per painting and transform
 
 

@@ -58,7 +58,7 @@ def test_unseen_artists_and_no_leakage(clean_db, tiny_data, tmp_path):
     assert unseen and {i.label for i in unseen} == {-1}
     assert not {i.artist for i in unseen} & set(sel.artists)
     assert len({i.artist for i in unseen}) == 2  # the third artist and the test-only one
-    augment_version(version, ("hflip",), clean_db, out_root=tmp_path)
+    augment_version(version, ("hflip",), 64, clean_db)
     with psycopg.connect(clean_db) as conn:
         leaked = conn.execute(
             "SELECT count(*) FROM augmented_images a JOIN dataset_items i "

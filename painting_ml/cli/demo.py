@@ -49,7 +49,10 @@ def run_demo(artists: int = 10, per_artist: int = 40, epochs: int = 3, image_siz
     print(f"\n[demo] per-artist test metrics of run {run['id']} (read back from Postgres):")
     print(format_artist_table(artist_table(run["id"], url)))
     print("[demo] " + format_summary(run["summary"]))
-    print(f"[demo] mosaics: {run['run_dir']}/mosaics")
+    from painting_ml.core.store import get_store
+
+    folder = get_store().uri(run["run_dir"])  # the run's folder in the artifact store
+    print(f"[demo] mosaics: {folder}/mosaics")
     # The promotion published the champion Asset; `dags test` does not follow Asset triggers, so
     # the attribution DAG is run here the way the scheduler would start it.
     print("\n[demo] airflow dags test painting_attribute   (the champion scores the whole catalog)", flush=True)
@@ -61,5 +64,5 @@ def run_demo(artists: int = 10, per_artist: int = 40, epochs: int = 3, image_siz
               f"{r['doubted']} labelled ones look like another artist's "
               f"(`painting-ml sql possible_misattributions`, `painting-ml similar <image>`)")
     print(f"[demo] finished in {time.perf_counter() - t0:.0f} s; the run's report:")
-    print(f"{run['run_dir']}/report.html")
+    print(f"{folder}/report.html")
     return int(run["id"])

@@ -1,28 +1,29 @@
 """Offline augmentation of a dataset version's train split (flips and right-angle rotations).
 
-Each augmented image is content-addressed: its file under
-``PAINTING_HOME/artifacts/augmented/by_source/`` is named by the hash of the source's bytes and the
-transform, so the same painting and transform make one file shared by every dataset version that
-trains on it (a new version over the same paintings decodes nothing). Each version records its
-images in ``augmented_images`` with their source painting and transform; a rerun reuses what
-exists. Only the train split is ever augmented, so nothing derived from a validation or test
-painting can leak into training.
+The step first makes the version's training-resolution copies (:mod:`painting_ml.data.derived`;
+every split, so evaluation reads them too), then transforms the train split's copies. Each
+augmented image is content-addressed: its key in the artifact store,
+``augmented/by_source/<hash>.jpg``, is the hash of its derived copy's key (the source's bytes and
+the working size) and the transform, so the same painting and transform make one file shared by
+every dataset version that trains on it (a new version over the same paintings decodes nothing).
+Each version records its images in ``augmented_images`` with their source painting, transform and
+key; a rerun reuses what exists. Only the train split is ever augmented, so nothing derived from a
+validation or test painting can leak into training.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from pathlib import Path
 
 from PIL import Image
 
 from painting_ml.core import db
-from painting_ml.data.images import read_rgb
 from painting_ml.data.versions import load_items
 from painting_ml.core.files import write_atomic
 from painting_ml.core.parallel import map_in_chunks
 from painting_ml.core.settings import get_settings
+from painting_ml.core.store import get_store
 from painting_ml.core.transforms import parse_angle
 
 # PIL transpose ops: geometry is exact (no interpolation). "hvflip" is a flip on both axes.
@@ -79,40 +80,42 @@ def apply_transform(img: Image.Image, transform: str) -> Image.Image:
 
 
 #: Bumped when an augmented file would come out differently, so old files are not reused.
-_AUGMENT_RECIPE = b"painting_ml augment v1 jpeg95"
+_AUGMENT_RECIPE = b"painting_ml augment v2 jpeg95 from derived"
 
 
-def source_key(path: str | Path) -> str:
-    """The sha256 of a source image's bytes: what its augmented files are named by."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def augmented_key(derived: str, transform: str) -> str:
+    """The store key of ``transform`` applied to the derived copy ``derived`` (one file for all versions)."""
+    key = hashlib.sha256(_AUGMENT_RECIPE + b"\x1f" + derived.encode() + b"\x1f" + transform.encode()).hexdigest()[:40]
+    return f"augmented/by_source/{key[:2]}/{key}.jpg"
 
 
-def augmented_path(out_dir: Path, source: str, transform: str) -> Path:
-    """Where the ``transform`` of the source with key ``source`` lives (one file for all versions)."""
-    key = hashlib.sha256(_AUGMENT_RECIPE + b"\x1f" + source.encode() + b"\x1f" + transform.encode()).hexdigest()[:40]
-    return out_dir / key[:2] / f"{key}.jpg"
-
-
-def augment_version(version_id: int, transforms: tuple[str, ...], url: str | None = None,
-                    out_root: Path | None = None, workers: int | None = None) -> int:
-    """Materialise ``transforms`` of every train image of ``version_id``; return rows recorded.
+def augment_version(version_id: int, transforms: tuple[str, ...], long_side: int, url: str | None = None,
+                    workers: int | None = None) -> int:
+    """Make the version's ``long_side`` image copies, then materialise ``transforms`` of every train
+    image; return the augmented rows recorded.
 
     Images are transformed ``workers`` at a time (default ``PAINTING_WORKERS``: every core) in
     threads: PIL releases the GIL while it decodes, transposes, resamples and encodes, which is
     nearly all of the work."""
+    from painting_ml.data.derived import derive_items
+
+    _, items = load_items(version_id, url)
+    derived = derive_items(items, long_side, url, workers)
     if not transforms:
         return 0
-    out_dir = (out_root or get_settings().artifacts_dir / "augmented") / "by_source"
-    _, items = load_items(version_id, url)
+    store = get_store()
     # Decoding and writing images happen outside any transaction: read what exists, work, then
     # record the new files in one short transaction.
     with db.connect(url) as conn:
         existing = db.fetch_dicts(conn, db.sql("augment", "existing"), {"id": version_id})
-    done = {(r["source_filename"], r["transform"]) for r in existing if Path(r["path"]).is_file()}
+    present = None if store.is_local else set(store.list("augmented/by_source"))
+
+    def in_store(key: str) -> bool:
+        return store.local_path(key).is_file() if present is None else key in present
+
+    done = {(r["source_filename"], r["transform"]) for r in existing
+            if r["source_filename"] in derived and in_store(r["path"])
+            and r["path"] == augmented_key(derived[r["source_filename"]], r["transform"])}
     work = []
     for item in (i for i in items if i.split == "train"):
         todo = [t for t in transforms if (item.filename, t) not in done]
@@ -121,15 +124,18 @@ def augment_version(version_id: int, transforms: tuple[str, ...], url: str | Non
 
     def augment_one(job) -> list[dict]:
         item, todo = job
-        source = source_key(item.path)
-        dests = {t: augmented_path(out_dir, source, t) for t in todo}
-        missing = [t for t in todo if not dests[t].is_file()]  # made for another version already?
+        source = derived[item.filename]
+        dests = {t: augmented_key(source, t) for t in todo}
+        missing = [t for t in todo if not in_store(dests[t])]  # made for another version already?
         if missing:
-            im = read_rgb(item.path)  # the same RGB as training's decoder sees (16-bit scaled, alpha dropped)
-            for t in missing:
-                dests[t].parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(apply_transform(im, t), dests[t], format="JPEG", quality=95)
-        return [{"id": version_id, "src": item.filename, "t": t, "path": str(dests[t])} for t in todo]
+            with Image.open(store.fetch(source)) as im:
+                im = im.convert("RGB")
+                for t in missing:
+                    target = store.local_path(dests[t])
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomic(apply_transform(im, t), target, format="JPEG", quality=95)
+                    store.put(dests[t], target)
+        return [{"id": version_id, "src": item.filename, "t": t, "path": dests[t]} for t in todo]
 
     # A few images per task (core.parallel): one future per small image costs more locking.
     workers = workers or get_settings().workers
@@ -141,7 +147,9 @@ def augment_version(version_id: int, transforms: tuple[str, ...], url: str | Non
 
 
 def augmented_train_items(version_id: int, url: str | None = None) -> list[tuple[str, str]]:
-    """(path, source filename) of the version's augmented train images."""
+    """(local path, source filename) of the version's augmented train images (fetched from the
+    store when it is remote)."""
     with db.connect(url) as conn:
         rows = db.fetch_dicts(conn, db.sql("augment", "existing"), {"id": version_id})
-    return [(r["path"], r["source_filename"]) for r in rows]
+    paths = get_store().fetch_many([r["path"] for r in rows])
+    return [(str(p), r["source_filename"]) for p, r in zip(paths, rows)]

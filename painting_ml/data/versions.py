@@ -37,6 +37,8 @@ class DatasetItem:
     style: str | None = None
     genre: str | None = None
     gone: bool = False  # the painting left its folder after the version was made
+    data_root: str | None = None
+    rel_path: str | None = None
 
     def value(self, target: str) -> str | None:
         """The item's class name for ``target`` (artist, style or genre); None when unknown."""

@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from sklearn.metrics import confusion_matrix
 
 from painting_ml.core import db
+from painting_ml.data.derived import cached_paths, long_side_for
 from painting_ml.data.versions import UNSEEN, load_items, target_labels
 from painting_ml.learn.metrics import compute_class_metrics, open_set_scores, pair_auc, top_k_accuracy
 
@@ -28,7 +29,10 @@ def evaluate(run_id: int, url: str | None = None) -> dict:
     _, items = load_items(rm.version_id, url)
     classes = rm.classes
     splits = {s: [i for i in items if i.split == s] for s in ("val", "test", UNSEEN)}
-    out = {s: infer(rm, [i.path for i in its]) for s, its in splits.items()}
+    # The image-cache copies training read (every split was cached by the augment step): the
+    # evaluation sees the same pixels and runs on any host that reaches the artifact store.
+    long_side = long_side_for(int(rm.config["image_size"]))
+    out = {s: infer(rm, cached_paths(its, long_side, url)) for s, its in splits.items()}
     test = splits["test"]
     labels = target_labels(test, classes)
     seed = int(rm.config.get("seed", 0))

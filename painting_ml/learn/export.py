@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from painting_ml.core import db
-from painting_ml.core.artifacts import record_artifact
+from painting_ml.core.artifacts import fetch_run_files, record_artifact, run_folder
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,9 @@ SERVING_KIND = "serving_export"
 METADATA_FILE = "assets.extra/painting_ml.json"
 
 
-def serving_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / SERVING_DIR
+def serving_dir(run_dir_key: str) -> Path:
+    """This host's folder of the serving export of the run whose folder key is ``run_dir_key``."""
+    return run_folder(run_dir_key) / SERVING_DIR
 
 
 def export_serving_model(run_id: int, url: str | None = None, *, force: bool = False) -> dict:
@@ -54,6 +55,8 @@ def export_serving_model(run_id: int, url: str | None = None, *, force: bool = F
 
         raise PaintingMLError(f"run {run_id} does not exist; `painting-ml runs` lists the runs")
     target = serving_dir(run["run_dir"])
+    if not force:  # made before, maybe on another host: bring the recorded files here
+        fetch_run_files(run_id, url, kinds=(SERVING_KIND,))
     written = force or not (target / "saved_model.pb").is_file() or not (target / METADATA_FILE).is_file()
     if written:
         rm = load_run_model(run_id, url)

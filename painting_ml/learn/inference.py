@@ -49,15 +49,17 @@ def load_run_model(run_id: int | None = None, url: str | None = None) -> RunMode
     if not run:
         raise PaintingMLError(f"run {run_id} does not exist; `painting-ml runs` lists the runs")
     run = run[0]
-    if not run["model_path"] or not Path(run["model_path"]).is_file():
-        raise PaintingMLError(f"run {run_id} has no saved model ({run['model_path'] or 'not trained yet'}); "
-                              "train it first")
-    classes = run["classes"] or json.loads((Path(run["run_dir"]) / "classes.json").read_text())
+    if not run["model_path"]:
+        raise PaintingMLError(f"run {run_id} has no saved model (not trained yet); train it first")
+    from painting_ml.core.store import get_store
+
+    model_file = get_store().fetch(run["model_path"])  # StoreError: one line naming the key
+    classes = run["classes"] or json.loads(get_store().fetch(f"{run['run_dir']}/classes.json").read_text())
     import keras
 
     from painting_ml.learn.models import EMBEDDING_LAYER
 
-    model = keras.models.load_model(run["model_path"])
+    model = keras.models.load_model(model_file)
     outputs = {t: model.get_layer(t).output for t in classes}
     outputs["embedding"] = model.get_layer(EMBEDDING_LAYER).output
     return RunModel(run_id, keras.Model(model.inputs, outputs), classes, run["config"], run["dataset_version_id"])

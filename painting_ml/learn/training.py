@@ -26,13 +26,15 @@ from painting_ml.core import db
 from painting_ml.learn.accelerator import apply as apply_accelerator
 from painting_ml.learn.accelerator import plan as plan_accelerator
 from painting_ml.data.augment import augmented_train_items
+from painting_ml.data.derived import cached_paths, long_side_for
 from painting_ml.core.config import RunConfig
 from painting_ml.data.inputs import make_dataset
 from painting_ml.data.versions import DatasetItem, load_items, target_classes, target_labels
 from painting_ml.core.files import atomic_path
 from painting_ml.learn.run_status import mark_run_failed
 from painting_ml.learn.models import compile_model, create_model, pretrained, set_trainable
-from painting_ml.core.settings import get_settings
+from painting_ml.core.artifacts import run_folder
+from painting_ml.core.store import get_store
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +69,12 @@ def log_key(cfg: RunConfig, metric: str, target: str = "artist", val: bool = Fal
     return f"val_{name}" if val else name
 
 
-def start_run(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None) -> tuple[int, Path]:
-    """Create the run row (or find it again on retry) and its folder."""
-    root = get_settings().artifacts_dir / "runs"
+def start_run(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None) -> RunStart:
+    """Create the run row (or find it again on retry), its folder and its lineage."""
+    from painting_ml.core.lineage import code_version
+    from painting_ml.data.ingest import resolve_root
+    from painting_ml.learn.tracking import new_wandb_id
+
     with db.connect(url) as conn:
         row = db.fetch_one(conn, db.sql("runs", "insert_run"), {
             "key": run_key, "version": version_id, "config": Jsonb(cfg.to_dict()),
@@ -77,10 +82,25 @@ def start_run(cfg: RunConfig, version_id: int, run_key: str, url: str | None = N
         run_id = int(row["id"])
         # A fresh, unique folder for a new run; a retry (same run_key) gets the stored one back, with
         # its checkpoints. Ids alone are not enough: a reset database hands out run 1 again.
-        run_dir = Path(row["run_dir"]) if row["run_dir"] else root / f"run_{run_id}_{uuid.uuid4().hex[:8]}"
-        run_dir = Path(db.fetch_one(conn, db.sql("runs", "set_run_dir"), {"id": run_id, "dir": str(run_dir)})["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_id, run_dir
+        key = row["run_dir"] or f"runs/run_{run_id}_{uuid.uuid4().hex[:8]}"
+        key = db.fetch_one(conn, db.sql("runs", "set_run_dir"), {"id": run_id, "dir": key})["run_dir"]
+        version, commit = code_version()
+        wandb_id = db.fetch_one(conn, db.sql("runs", "set_lineage"), {
+            "id": run_id, "version": version, "commit": commit, "root": resolve_root(cfg.data_dir),
+            "wandb_id": row["wandb_id"] or new_wandb_id()})["wandb_id"]
+    return RunStart(run_id, key, run_folder(key), wandb_id, row["model_path"])
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """A run's row id, its folder (store key and this host's path), wandb id and, when its training
+    already finished, its model's key."""
+
+    run_id: int
+    key: str
+    folder: Path
+    wandb_id: str
+    model_key: str | None
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -112,18 +132,6 @@ class EpochRecorder(keras.callbacks.Callback):
         log.info("run %s epoch %d (phase %d): %s", self.run_id, epoch + 1, self.phase, logs)
 
 
-def _start_wandb(cfg: RunConfig, run_id: int, run_dir: Path):
-    if not cfg.wandb or get_settings().wandb_mode == "disabled":
-        return None
-    os.environ.setdefault("WANDB_SILENT", "true")
-    import wandb
-
-    # The API key, when online, comes only from the environment (WANDB_API_KEY), never the config.
-    return wandb.init(project="painting_ml", name=f"run-{run_id}", id=f"painting-run-{run_id}",
-                      resume="allow", dir=str(run_dir), mode=get_settings().wandb_mode,
-                      config={**cfg.to_dict(), "run_id": run_id})
-
-
 def class_sample_weights(labels: Sequence[int], n_classes: int) -> np.ndarray | None:
     """Per-image weights inversely proportional to the artist's train count (None when balanced).
 
@@ -136,12 +144,13 @@ def class_sample_weights(labels: Sequence[int], n_classes: int) -> np.ndarray | 
     return per_class[labels].astype("float32")
 
 
-def _train_set(version_id: int, items: list[DatasetItem], url: str | None) -> list[tuple[str, DatasetItem]]:
-    """(path, item) for the train split plus its offline-augmented copies."""
+def _train_set(version_id: int, items: list[DatasetItem], long_side: int,
+               url: str | None) -> list[tuple[str, DatasetItem]]:
+    """(local path, item) for the train split's image-cache copies plus its offline-augmented copies."""
     train_items = [i for i in items if i.split == "train"]
     by_file = {i.filename: i for i in train_items}
     aug = [(p, by_file[src]) for p, src in augmented_train_items(version_id, url) if src in by_file]
-    return [(i.path, i) for i in train_items] + aug
+    return list(zip(cached_paths(train_items, long_side, url), train_items)) + aug
 
 
 BEST_TMP = ".best.tmp.keras"
@@ -165,15 +174,19 @@ def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None,
           callbacks: Sequence[keras.callbacks.Callback] = ()) -> int:
     """Train ``cfg`` on dataset version ``version_id``; return the run id.
 
-    The best model (by artist validation accuracy) is saved as ``<run_dir>/best.keras`` with the
-    class names of every target in ``<run_dir>/classes.json`` and in ``runs.classes``.
+    The best model (by artist validation accuracy) is kept as ``<run folder>/model.keras`` (no
+    optimizer state) with the class names of every target in ``classes.json`` and ``runs.classes``,
+    both in the artifact store; checkpoints are deleted once the run is recorded as trained.
     ``callbacks`` are added to every phase (tests use them to inject faults). When training raises
     (or its task times out), the run is marked ``failed`` with the error before the exception
     propagates; a retry with the same ``run_key`` sets it back to ``running`` and resumes.
     """
-    run_id, run_dir = start_run(cfg, version_id, run_key, url)
+    start = start_run(cfg, version_id, run_key, url)
+    if start.model_key and get_store().exists(start.model_key):
+        log.info("run %d (%s) finished training already; its model is %s", start.run_id, run_key, start.model_key)
+        return start.run_id
     try:
-        return _train(cfg, version_id, run_id, run_dir, url, callbacks)
+        return _train(cfg, version_id, start, url, callbacks)
     except BaseException as exc:  # also a task timeout or SIGTERM: the row must not stay 'running'
         try:
             mark_run_failed(run_key, exc, url)
@@ -182,8 +195,11 @@ def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None,
         raise
 
 
-def _train(cfg: RunConfig, version_id: int, run_id: int, run_dir: Path, url: str | None,
+def _train(cfg: RunConfig, version_id: int, start: RunStart, url: str | None,
            callbacks: Sequence[keras.callbacks.Callback]) -> int:
+    from painting_ml.learn.tracking import start_training
+
+    run_id, run_dir = start.run_id, start.folder
     artists, items = load_items(version_id, url)
     classes = target_classes(items, artists, cfg.targets)
     empty = [t for t, names in classes.items() if len(names) < 2]
@@ -196,7 +212,8 @@ def _train(cfg: RunConfig, version_id: int, run_id: int, run_dir: Path, url: str
         conn.execute(db.sql("runs", "set_classes"), {"id": run_id, "classes": Jsonb(classes)})
     with atomic_path(run_dir / "classes.json") as tmp:
         tmp.write_text(json.dumps(classes))
-    train_set = _train_set(version_id, items, url)
+    long_side = long_side_for(cfg.image_size)
+    train_set = _train_set(version_id, items, long_side, url)
     train_items = [i for _, i in train_set]
     val_items = [i for i in items if i.split == "val"]
     train_labels = target_labels(train_items, classes)
@@ -210,7 +227,7 @@ def _train(cfg: RunConfig, version_id: int, run_id: int, run_dir: Path, url: str
                   resize_mode=cfg.resize_mode)
     train_ds = make_dataset([p for p, _ in train_set], train_labels, shuffle=True, sample_weights=weights,
                             cache_dir=run_dir / "cache" / "train", **common)
-    val_ds = make_dataset([i.path for i in val_items], val_labels, shuffle=False,
+    val_ds = make_dataset(cached_paths(val_items, long_side, url), val_labels, shuffle=False,
                           cache_dir=run_dir / "cache" / "val", **common)
 
     accel = plan_accelerator()
@@ -219,7 +236,7 @@ def _train(cfg: RunConfig, version_id: int, run_id: int, run_dir: Path, url: str
              len(train_set), len(train_set) - sum(i.split == "train" for i in items), len(val_items),
              len(artists), list(cfg.targets))
     best = run_dir / "best.keras"
-    wandb_run = _start_wandb(cfg, run_id, run_dir)
+    wandb_run = start_training(cfg.to_dict(), run_id, start.wandb_id, run_dir, cfg.wandb)
     try:
         with apply_accelerator(accel):
             model = create_model(cfg, {t: len(n) for t, n in classes.items()})
@@ -232,9 +249,44 @@ def _train(cfg: RunConfig, version_id: int, run_id: int, run_dir: Path, url: str
     if not best.is_file():  # resumed after the last epoch already ran: keep the restored weights
         with atomic_path(best, suffix=".keras") as tmp:
             model.save(tmp)
+    model_key = keep_model(run_id, run_dir, url)
     with db.connect(url) as conn:
-        conn.execute(db.sql("runs", "finish_training"), {"id": run_id, "model": str(best)})
+        conn.execute(db.sql("runs", "finish_training"), {"id": run_id, "model": model_key})
+    drop_scratch(run_dir)  # only now: a crash before the row says "trained" can still resume
     return run_id
+
+
+#: What a finished run keeps: the model without optimizer state and its class list.
+MODEL_FILE = "model.keras"
+#: What only a running (or resumable) training needs; deleted when it finishes.
+SCRATCH = ("best.keras", BEST_TMP, "backup", "cache", "phase1_end.weights.h5", "phase2_end.weights.h5")
+
+
+def keep_model(run_id: int, run_dir: Path, url: str | None = None) -> str:
+    """Turn the finished training's folder into what is kept: ``model.keras`` (the best weights, no
+    optimizer state — about a third of the checkpoint's size for Adam) and ``classes.json``, both put
+    in the artifact store and recorded (sha256 in ``artifacts``). Returns the model's key."""
+    from painting_ml.core.artifacts import record_artifact
+
+    best = keras.models.load_model(run_dir / "best.keras", compile=False)  # no optimizer: not saved
+    with atomic_path(run_dir / MODEL_FILE, suffix=".keras") as tmp:
+        best.save(tmp)
+    with db.connect(url) as conn:
+        key = record_artifact(conn, run_id, "model", run_dir / MODEL_FILE)
+        record_artifact(conn, run_id, "classes", run_dir / "classes.json")
+    return key
+
+
+def drop_scratch(run_dir: Path) -> None:
+    """Delete what only a running training needs: resume checkpoints, phase files, image cache."""
+    import shutil
+
+    for name in SCRATCH:
+        target = run_dir / name
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def _fit_phase(model, cfg: RunConfig, phase: Phase, run_id: int, run_dir: Path, train_ds, val_ds,

@@ -95,7 +95,6 @@ def _with_links(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         dag_id, rest = r["run_key"].split(":", 1)
         run_id = rest.rsplit(":", 1)[0]
         r["href"] = report_href(dag_id, run_id, r["id"])
-        r["has_report"] = (Path(r["run_dir"]) / "report.html").is_file()
     return rows
 
 
@@ -105,6 +104,25 @@ def resolve_run_file(run_dir: str | Path, path: str) -> Path | None:
     folder = Path(run_dir).resolve()
     target = (folder / path).resolve()
     return target if target.is_relative_to(folder) and target.is_file() else None
+
+
+def fetch_run_file(run_dir_key: str, path: str) -> Path | None:
+    """The file ``path`` of the run folder ``run_dir_key`` in the artifact store, brought to this
+    host (the api-server need not be where the run was trained); None when there is no such file."""
+    from painting_ml.core.store import StoreError, check_key, get_store
+
+    try:
+        key = check_key(f"{run_dir_key}/{path}")
+    except ValueError:
+        return None
+    store = get_store()
+    if not key.startswith(f"{run_dir_key}/"):
+        return None
+    try:
+        store.fetch(key)
+    except StoreError:
+        return None
+    return resolve_run_file(store.local_path(run_dir_key), path)
 
 
 #: Who may look: a logged-in user allowed to read the DAG's runs (the ``dag_id`` path parameter).
@@ -137,7 +155,7 @@ def create_app() -> FastAPI:
         # The training run must belong to the DAG run the user was authorised for.
         if row is None or not row["run_key"].startswith(run_prefix(dag_id, run_id)):
             raise HTTPException(404, f"no training run {model_run} in {dag_id} / {run_id}")
-        target = resolve_run_file(row["run_dir"], path)
+        target = fetch_run_file(row["run_dir"], path)
         if target is None:
             raise HTTPException(404, f"{path} is not a file of run {model_run}")
         return FileResponse(target)

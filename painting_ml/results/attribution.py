@@ -141,7 +141,7 @@ def render_second_look_mosaics(run_id: int, p: float = 0.2, q: float = 0.6, limi
     ``mosaic_second_look`` artifacts; returns the files, most doubted painting first."""
     import shutil
 
-    from painting_ml.core.artifacts import record_artifact
+    from painting_ml.core.artifacts import record_artifact, run_folder
     from painting_ml.core.files import write_atomic
     from painting_ml.results.mosaics import render_mosaic, slugify
 
@@ -153,7 +153,7 @@ def render_second_look_mosaics(run_id: int, p: float = 0.2, q: float = 0.6, limi
         for artist in {a for f in flagged for a in (f["catalog_artist"], f["rival_artist"])}:
             examples[artist] = db.fetch_dicts(conn, db.sql("attribution", "typical"),
                                               {"run": run_id, "artist": artist, "n": typical + 1})
-    out = Path(run["run_dir"]) / SECOND_LOOK_DIR
+    out = run_folder(run["run_dir"]) / SECOND_LOOK_DIR
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -4,7 +4,6 @@ curves, and the best run by validation accuracy (ties: lower validation loss, th
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from painting_ml.core import db
 
@@ -19,7 +18,7 @@ def pick_best(runs: list[dict]) -> dict:
 def compare_runs(run_ids: list[int], url: str | None = None) -> dict:
     """Plot all runs' curves together into the best run's folder (recorded as an artifact);
     return the best run id, the plot path and each run's figures."""
-    from painting_ml.core.artifacts import record_artifact
+    from painting_ml.core.artifacts import record_artifact, run_folder
     from painting_ml.results.plots import learning_curves
 
     run_ids = sorted({int(r) for r in run_ids})
@@ -31,11 +30,11 @@ def compare_runs(run_ids: list[int], url: str | None = None) -> dict:
             series[f"run {r['run_id']} {r['optimizer']}"] = rows
     best = pick_best(runs)
     title = f"Comparison of runs {', '.join(map(str, run_ids))} (best: run {best['run_id']})"
-    path = Path(best["run_dir"]) / "plots" / "comparison.png"
+    path = run_folder(best["run_dir"]) / "plots" / "comparison.png"
     learning_curves(series, path, title)
     with db.connect(url) as conn:
         for r in runs:  # each run's folder (and report) carries the comparison it was part of
-            own = Path(r["run_dir"]) / "plots" / "comparison.png"
+            own = run_folder(r["run_dir"]) / "plots" / "comparison.png"
             if own != path:
                 own.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, own)

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from painting_ml.core import db
-from painting_ml.core.artifacts import record_artifact
+from painting_ml.core.artifacts import record_artifact, run_folder
 from painting_ml.core.files import write_atomic
 from painting_ml.results.fonts import displayable, font_path
 
@@ -137,7 +137,7 @@ def render_run_mosaics(run_id: int, url: str | None = None, thumb: int = 96, col
         run = db.fetch_one(conn, db.sql("runs", "get_run"), {"id": run_id})
         if run is None:
             raise LookupError(f"run {run_id} does not exist")
-        run_dir = Path(run["run_dir"])
+        run_dir = run_folder(run["run_dir"])
         artists = list(db.fetch_one(conn, db.sql("datasets", "get_version"), {"id": run["dataset_version_id"]})["artists"])
         preds = db.fetch_dicts(conn, db.sql("runs", "predictions_with_paths"), {"id": run_id})
     out = run_dir / "mosaics"

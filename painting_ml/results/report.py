@@ -11,7 +11,7 @@ from pathlib import Path
 
 from painting_ml.core import db
 from painting_ml.core.files import atomic_path
-from painting_ml.core.artifacts import record_artifact
+from painting_ml.core.artifacts import fetch_run_files, record_artifact, run_folder
 from painting_ml.results.mosaics import artist_slugs
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -41,7 +41,9 @@ def render_report(run_id: int, url: str | None = None) -> Path:
         verification = db.fetch_dicts(conn, db.sql("report", "verification"), {"id": run_id})
         promotions = db.fetch_dicts(conn, db.sql("report", "promotions"), {"id": run_id})
         validation = db.fetch_one(conn, db.sql("validation", "latest_of_version"), {"id": run["version_id"]})
-    run_dir = Path(run["run_dir"])
+    # Plots and mosaics other tasks (maybe on other hosts) made are brought here from the store.
+    fetch_run_files(run_id, url, kinds=("comparison", "mosaic_real", "mosaic_predicted", "mosaic_second_look"))
+    run_dir = run_folder(run["run_dir"])
     classes = run["classes"] or {}
     plots_dir = run_dir / "plots"
     plots: list[tuple[str, str]] = []
