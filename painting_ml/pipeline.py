@@ -90,9 +90,13 @@ def train_step(cfg: RunConfig, version_id: int, run_key: str) -> int:
 
 
 def evaluate_step(run_id: int) -> dict:
+    """Evaluate the run, store the figures, and log them to the run's wandb run (when tracked)."""
     from painting_ml.learn.evaluation import evaluate
+    from painting_ml.learn.tracking import log_evaluation
 
-    return evaluate(run_id)
+    summary = evaluate(run_id)
+    log_evaluation(run_id)
+    return summary
 
 
 def mosaics_step(cfg: RunConfig, run_id: int) -> str:
@@ -116,6 +120,12 @@ def promote_step(cfg: RunConfig, run_id: int) -> dict:
                        allow_artist_set_change=cfg.allow_artist_set_change).to_dict()
     with db.connect() as conn:
         scores = db.fetch_one(conn, db.sql("runs", "run_summary"), {"id": run_id}) or {}
+        run = db.fetch_one(conn, db.sql("runs", "get_run"), {"id": run_id})
+    if decision["promoted"]:  # the wandb model artifact gets the alias "champion"
+        from painting_ml.core.store import get_store
+        from painting_ml.learn.tracking import log_champion
+
+        log_champion(run_id, get_store().fetch(run["model_path"]))
     return {**decision, "test_accuracy": scores.get("test_accuracy"), "macro_f1": scores.get("macro_f1")}
 
 

@@ -88,6 +88,14 @@ def tiny_run_config(data_dir, **overrides):
     return RunConfig(**{**base, **overrides})
 
 
+def stored(key: str) -> Path:
+    """This host's path of an artifact-store key (the tests' store is the local one under PAINTING_HOME)."""
+    from painting_ml.core.store import get_store
+
+    assert key and not key.startswith("/"), f"{key!r} is a host path, not a store key"
+    return get_store().local_path(key)
+
+
 def empty_catalog(db_url) -> None:
     """Start a module's trained run from an empty catalog (no other module's runs or versions)."""
     with psycopg.connect(db_url, autocommit=True) as conn:

@@ -40,7 +40,7 @@ def _vector_available(server_url) -> bool:
 
 
 @contextlib.contextmanager
-def _scored_database(server_url, path: str, run_dir):
+def _scored_database(server_url, path: str):
     """A database on one vector path, holding 48 paintings scored by champion run 1 with known
     embeddings and probabilities; dropped afterwards."""
     url = db.create_database(server_url, "pm_vec")
@@ -60,7 +60,7 @@ def _scored_database(server_url, path: str, run_dir):
             conn.execute("INSERT INTO dataset_versions (content_hash, config, artists, artist_counts) "
                          "VALUES ('h', '{}', '[]', '{}')")
             conn.execute("INSERT INTO runs (id, run_key, dataset_version_id, config, status, run_dir) "
-                         "VALUES (1, 'k1', 1, '{}', 'evaluated', %s)", (str(run_dir),))
+                         "VALUES (1, 'k1', 1, '{}', 'evaluated', %s)", (f"runs/test_{name}",))
             conn.execute("INSERT INTO champion (run_id) VALUES (1)")
             for i, artist in enumerate(labels):
                 conn.execute("INSERT INTO paintings (filename, artist, data_root, rel_path, width, height, mode, "
@@ -91,7 +91,7 @@ def vector_server(server_url, painting_home) -> str:
 @pytest.fixture(scope="module", params=["pgvector", "arrays"])
 def vector_db(request, server_url, vector_server, tmp_path_factory):
     server = vector_server if request.param == "pgvector" else server_url
-    with _scored_database(server, request.param, tmp_path_factory.mktemp("run")) as data:
+    with _scored_database(server, request.param) as data:
         yield data
 
 
@@ -204,7 +204,7 @@ def test_both_paths_give_the_same_answers(vector_server, tmp_path):
     """The same rows in a pgvector database and an array one: every query answers alike."""
     answers = {}
     for path in ("pgvector", "arrays"):
-        with _scored_database(server_url, path, tmp_path / path) as data:
+        with _scored_database(server_url, path) as data:
             url = data["url"]
             answers[path] = [
                 [(r["filename"], round(r["distance"], 5)) for r in attribution.nearest(1, data["emb"][3], 10, url)],

@@ -7,6 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from conftest import stored
 from painting_ml.core.config import CPU_DEMO
 from painting_ml.orchestration.local_airflow import airflow_env, run_airflow
 from painting_ml.core.settings import reload_settings
@@ -53,7 +54,9 @@ def test_dag_runs_end_to_end(clean_db, tiny_data, tmp_path):
         assert [m[0] for m in got["metrics"]] == sorted(artists) and 0.0 <= acc <= 1.0
         assert sum(m[1] for m in got["metrics"]) == n_test == got["n_pred"] > 0
         assert len(got["epochs"]) == 1 and got["epochs"][0][1] > 0
-        assert (Path(run_dir) / "best.keras").is_file()
+        # the kept model, without the checkpoints training needed
+        assert stored(f"{run_dir}/model.keras").is_file() and not stored(f"{run_dir}/best.keras").exists()
+        assert not stored(f"{run_dir}/backup").exists()
         assert [k for k, _, _ in got["artifacts"]].count("comparison") == 1
     # compare picked one, the gate decided on it (the first model becomes champion); every run has its
     # mosaics and report, and the best one's report shows the decision
@@ -62,7 +65,7 @@ def test_dag_runs_end_to_end(clean_db, tiny_data, tmp_path):
         kinds = [k for k, _, _ in got["artifacts"]]
         assert kinds.count("mosaic_predicted") == kinds.count("mosaic_real") == 3 and kinds.count("report") == 1
         for _, path, size in got["artifacts"]:
-            assert Path(path).is_file() and Path(path).stat().st_size == size
-        report = next(Path(p) for k, p, _ in got["artifacts"] if k == "report").read_text()
+            assert stored(path).is_file() and stored(path).stat().st_size == size
+        report = next(stored(p) for k, p, _ in got["artifacts"] if k == "report").read_text()
         assert "comparison.png" in report
         assert ("promoted to champion" in report) == (run_id == champion)

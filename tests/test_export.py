@@ -84,6 +84,9 @@ def test_export_files_are_recorded_with_their_sha256_and_kept(db_url, trained_ru
                             (trained_run, SERVING_KIND)).fetchall()
     assert len(rows) == first["files"]
     assert {Path(p).name for p, _, _ in rows} >= {"saved_model.pb", "painting_ml.json"}
-    for path, sha, size in rows:
-        data = Path(path).read_bytes()
+    from painting_ml.core.store import get_store
+
+    for key, sha, size in rows:  # store keys: relative, and the store holds each file
+        assert not key.startswith("/")
+        data = get_store().fetch(key).read_bytes()
         assert hashlib.sha256(data).hexdigest() == sha and len(data) == size

@@ -18,6 +18,7 @@ from PIL import Image
 
 from painting_ml.data import ingest as catalog
 from painting_ml.core import db
+from conftest import stored
 from painting_ml.core.config import CPU_DEMO
 from painting_ml.core.files import write_atomic
 from painting_ml.core.errors import DatabaseError
@@ -62,7 +63,8 @@ def test_killed_training_resumes_from_its_checkpoint(clean_db, tiny_data, painti
     with psycopg.connect(clean_db) as conn:
         status, model = conn.execute("SELECT status, model_path FROM runs WHERE run_key = 'kill-test'").fetchone()
         n_runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
-    assert status == "trained" and Path(model).is_file() and n_runs == 1
+    assert status == "trained" and stored(model).is_file() and n_runs == 1 and model.endswith("/model.keras")
+    assert not stored(model).with_name("best.keras").exists()  # checkpoints gone once trained
     # A fresh process (as a Celery worker is) loads the saved model, custom layers included.
     with psycopg.connect(clean_db) as conn:
         run_id = conn.execute("SELECT id FROM runs WHERE run_key = 'kill-test'").fetchone()[0]
@@ -133,9 +135,9 @@ def test_two_runs_at_once_are_isolated_and_secrets_stay_out(clean_db, tiny_data,
     assert runs[0][1] != runs[1][1] and runs[0][3] != runs[1][3]  # own folder; seeds differ -> own split
     assert sorted(n for _, n in epochs) == [1, 1] and len(preds) == 2
     for run_dir in (r[1] for r in runs):
-        assert (Path(run_dir) / "best.keras").is_file() and (Path(run_dir) / "report.html").is_file()
+        assert stored(f"{run_dir}/model.keras").is_file() and stored(f"{run_dir}/report.html").is_file()
     secrets = ("s3cret-db-pw", "wandb-key-0123456789abcdef")
-    texts = outputs + [dump] + [p.read_text(errors="ignore") for r in runs for p in Path(r[1]).rglob("*")
+    texts = outputs + [dump] + [p.read_text(errors="ignore") for r in runs for p in stored(r[1]).rglob("*")
                                 if p.is_file() and p.suffix in (".html", ".json", ".yaml", ".txt", ".log", ".jsonl")]
     for secret in secrets:
         assert not any(secret in t for t in texts), secret

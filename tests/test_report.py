@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from PIL import Image
 
-from conftest import empty_catalog, tiny_run_config
+from conftest import empty_catalog, stored, tiny_run_config
 from painting_ml import pipeline
 from painting_ml.core.config import RunConfig
 from painting_ml.results.mosaics import artist_slugs, mosaic_tiles
@@ -63,7 +63,7 @@ def test_artifacts_are_registered_once_with_their_hash(db_url, reported_run):
     import hashlib
 
     for _, path, size, sha in rows:
-        data = Path(path).read_bytes()
+        data = stored(path).read_bytes()
         assert len(data) == size and hashlib.sha256(data).hexdigest() == sha
     pipeline.mosaics_step(RunConfig(data_dir="-", mosaic_thumb=48), run_id)
     pipeline.report_step(run_id)

@@ -1,4 +1,6 @@
-"""``painting-ml`` commands that put the champion to work: ``export`` (the serving SavedModel),
+"""``painting-ml`` commands about the champion: ``champion`` (who it is and how it got there;
+``--set RUN_ID`` names one by hand) and ``rollback`` (back to the previous one), both recorded with
+who and why; and the commands that put it to work: ``export`` (the serving SavedModel),
 ``attribute`` (score the catalog now, as the painting_attribute DAG does after a promotion),
 ``similar IMG`` (nearest catalog paintings) and ``attributions`` (each painting's top artists, or
 ``--misattributed``: the labelled paintings worth a second look). Cheap to import: the heavy
@@ -11,6 +13,57 @@ import json
 
 from painting_ml.cli.console import print_rows
 from painting_ml.cli.flags import RUN_ID, int_in, probability, require_run
+from painting_ml.core.errors import PaintingMLError
+
+
+def _who(args: argparse.Namespace) -> str:
+    """``--who``, else the login name of whoever runs the command."""
+    if args.who is not None:
+        return args.who
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in the environment nor in the password database
+        raise PaintingMLError("cannot tell who you are (no login name here); pass --who NAME") from None
+
+
+def _print_change(args: argparse.Namespace, change) -> None:
+    was = f"run {change.previous_run_id}" if change.previous_run_id is not None else "none"
+    print(json.dumps(change.to_dict()) if args.json else
+          f"run {change.run_id} is the champion now (was {was}); recorded as {change.action} by "
+          f"{change.who}: {change.why}")
+
+
+def _cmd_champion(args: argparse.Namespace) -> None:
+    from painting_ml.results.registry import champion_history, champion_info, set_champion
+
+    if args.set is not None:
+        if args.why is None:
+            raise PaintingMLError("--set needs --why TEXT: the reason is kept in the champion history")
+        require_run(args.set)
+        _print_change(args, set_champion(args.set, _who(args), args.why))
+        return
+    if args.why is not None or args.who is not None:
+        raise PaintingMLError("--why and --who go with --set RUN_ID (or with `painting-ml rollback`)")
+    info, history = champion_info(), champion_history(limit=args.limit)
+    if args.json:
+        print(json.dumps({"champion": info, "history": [c.to_dict() for c in history]}))
+        return
+    if info is None:
+        print("no champion yet")
+    else:
+        f1 = "n/a" if info["macro_f1"] is None else f"{info['macro_f1']:.3f}"
+        print(f"champion: run {info['run_id']} (macro-F1 {f1}, dataset version {info['dataset_version_id']}) "
+              f"since {info['since']}" + (f" by {info['how']}" if info["how"] else ""))
+    print_rows(["id", "changed_at", "action", "run_id", "previous_run_id", "who", "why"],
+               [(c.id, c.changed_at, c.action, c.run_id, c.previous_run_id, c.who, c.why) for c in history], "table")
+
+
+def _cmd_rollback(args: argparse.Namespace) -> None:
+    from painting_ml.results.registry import rollback_champion
+
+    _print_change(args, rollback_champion(_who(args), args.why))
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -64,6 +117,23 @@ def _cmd_attributions(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the champion commands to ``painting-ml``'s subcommands."""
+    p = sub.add_parser("champion", help="show the champion and how it got there; --set RUN_ID --why TEXT makes "
+                                        "a run champion by hand (recorded with who and why)")
+    p.add_argument("--set", type=RUN_ID, metavar="RUN_ID", help="make this evaluated run the champion, "
+                                                                "bypassing the gate (needs --why)")
+    p.add_argument("--why", metavar="TEXT", help="the reason, kept in the champion history (required with --set)")
+    p.add_argument("--who", metavar="NAME", help="who makes the change (default: your login name)")
+    p.add_argument("--limit", type=int_in(1, 10_000, "a limit"), default=20, help="history rows shown")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_champion)
+
+    p = sub.add_parser("rollback", help="make the previous champion the champion again (recorded with who "
+                                        "and why)")
+    p.add_argument("--why", metavar="TEXT", required=True, help="the reason, kept in the champion history")
+    p.add_argument("--who", metavar="NAME", help="who makes the change (default: your login name)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_rollback)
+
     p = sub.add_parser("export", help="write the champion's serving SavedModel (image bytes in, probabilities "
                                       "and embedding out) and record its files")
     p.add_argument("--run-id", type=RUN_ID, help="export this run instead of the champion")

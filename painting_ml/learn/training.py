@@ -236,7 +236,7 @@ def _train(cfg: RunConfig, version_id: int, start: RunStart, url: str | None,
              len(train_set), len(train_set) - sum(i.split == "train" for i in items), len(val_items),
              len(artists), list(cfg.targets))
     best = run_dir / "best.keras"
-    wandb_run = start_training(cfg.to_dict(), run_id, start.wandb_id, run_dir, cfg.wandb)
+    wandb_run = start_training({**cfg.to_dict(), "run_id": run_id}, run_id, start.wandb_id, enabled=cfg.wandb)
     try:
         with apply_accelerator(accel):
             model = create_model(cfg, {t: len(n) for t, n in classes.items()})
