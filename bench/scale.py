@@ -13,14 +13,21 @@ Then prints, in one run, each step in its own child process (so each peak RSS is
 * one file changed (one image replaced): the incremental path decodes one image;
 * ``--full`` re-ingest at 1 and 2 (``--workers``) probe workers: the pool's speed-up;
 * selection + split of a dataset version;
-* offline augmentation (hflip, rot90) at 1 and 2 workers: images/s;
+* the augment step at 1 and 2 workers: the training-resolution image cache (every painting of the
+  version decoded once to a 448 px copy) plus the train split's offline transforms (hflip, rot90),
+  into a fresh artifact store each time: images/s;
+* input epochs at 224 px (``--epoch-images`` train paintings, batch 32, the real tf.data path):
+  cold from the originals, cold from the image cache (the ratio has a target) and warm (the
+  second epoch, from the decoded-image disk cache training uses by default), each with its peak RSS;
 * how many cores 2 busy processes really get (a shared machine gives fewer): the ceiling of
   both speed-ups. The 1-vs-2 comparisons alternate and repeat (``--repeats``, median).
 
     .venv/bin/python bench/scale.py                     # 100,000 rows, small images
     .venv/bin/python bench/scale.py --rows 3000 --realistic
 
-Targets at 100k rows on 2 cores: first ingest <= 60 s, unchanged <= 3 s, one file changed <= 5 s.
+Targets at 100k rows on 2 cores: first ingest <= 60 s, unchanged <= 3 s, one file changed <= 5 s;
+a cold input epoch from the cache >= 4x the same epoch from the originals (``--realistic``: with
+32 px originals there is nothing for the cache to save).
 """
 
 from __future__ import annotations
@@ -139,19 +146,63 @@ def _step(name: str, data: Path, url: str, workers: int) -> dict:
         from painting_ml.data.versions import load_items
 
         version = int(name.split(":")[1])
-        n_train = sum(1 for i in load_items(version, url)[1] if i.split == "train")
-        tmp = Path(tempfile.mkdtemp(prefix="pm_scale_aug_"))
+        items = load_items(version, url)[1]
+        n_train = sum(1 for i in items if i.split == "train")
+        tmp = Path(tempfile.mkdtemp(prefix="pm_scale_aug_"))  # a fresh, empty artifact store
+        os.environ["PAINTING_ARTIFACTS_URL"] = tmp.as_uri()
+        reload_settings()
         try:
             t = time.perf_counter()
-            out = {"images": augment_version(version, ("hflip", "rot90"), url, out_root=tmp, workers=workers),
-                   "sources": n_train}
+            out = {"images": augment_version(version, ("hflip", "rot90"), LONG_SIDE, url, workers=workers),
+                   "sources": n_train, "cached": len(items)}
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    elif name.startswith("input"):
+        out = _input_epoch(name, url, workers)
     else:
         raise SystemExit(f"unknown step {name!r}")
-    seconds = time.perf_counter() - t
+    seconds = out["epoch_seconds"] if name.startswith("input") else time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"step": name, "seconds": seconds, "rss_mb": rss_mb, "out": out}
+
+
+LONG_SIDE = 448  # the image cache's working size for 224 px training (2x)
+
+
+def _input_epoch(name: str, url: str, workers: int) -> dict:
+    """``input:<version>:<n>:<source>``: one epoch of the training input path over ``n`` train
+    paintings at 224 px; source ``originals`` or ``cache`` (cold, no decoded-image cache) or
+    ``warm`` (the second epoch over the disk cache of decoded 224 px images)."""
+    import shutil
+    import tempfile
+
+    from painting_ml.data.derived import cached_paths, derive_items
+    from painting_ml.data.inputs import make_dataset
+    from painting_ml.data.versions import load_items
+
+    _, version, n, source = name.split(":")
+    os.environ["PAINTING_ARTIFACTS_URL"] = (Path(tempfile.gettempdir()) / f"pm_scale_store_v{version}").as_uri()
+    from painting_ml.core.settings import reload_settings
+
+    reload_settings()
+    items = [i for i in load_items(int(version), url)[1] if i.split == "train"][:int(n)]
+    if source == "originals":
+        paths = [i.path for i in items]
+    else:
+        derive_items(items, LONG_SIDE, url, workers)  # made once (the augment step's work), not timed
+        paths = cached_paths(items, LONG_SIDE, url)
+    tmp = Path(tempfile.mkdtemp(prefix="pm_scale_cache_"))
+    try:
+        ds = make_dataset(paths, [i.label for i in items], image_size=224, batch_size=32, shuffle=True, seed=0,
+                          cache="disk" if source == "warm" else "none", cache_dir=tmp)
+        epochs = 2 if source == "warm" else 1
+        for e in range(epochs):
+            t = time.perf_counter()
+            images = sum(int(x.shape[0]) for x, _ in ds)
+            seconds = time.perf_counter() - t
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"images": images, "epoch_seconds": seconds, "img_s": images / seconds}
 
 
 def run_step(name: str, data: Path, url: str, workers: int, in_process: bool = False) -> dict:
@@ -210,6 +261,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="where the folder is generated (default: /tmp/pm_scale_<rows>[_r])")
     ap.add_argument("--workers", type=int, default=2, help="the pool size compared with 1")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each 1-vs-N worker comparison (median)")
+    ap.add_argument("--epoch-images", type=int, default=512, help="train paintings per timed input epoch")
     ap.add_argument("--in-process", action="store_true",
                     help="run the steps in this process (a quick check; peak RSS is then cumulative)")
     ap.add_argument("--step", help=argparse.SUPPRESS)
@@ -256,11 +308,23 @@ def main() -> None:
                 runs[w].append(run_step(f"augment:{sel['out']['version']}", data, url, w, args.in_process))
         aug = {w: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2] for w, rs in runs.items()}
         for w, r in aug.items():
-            show(f"augmentation, {w} worker(s)", r, f"{r['out']['images'] / r['seconds']:,.0f} img/s written "
-                 f"({r['out']['sources']:,} sources x 2, median of {args.repeats})")
+            show(f"augment step, {w} worker(s)", r, f"{(r['out']['images'] + r['out']['cached']) / r['seconds']:,.0f} "
+                 f"img/s written ({r['out']['cached']:,} cache copies + {r['out']['sources']:,} train x 2, "
+                 f"median of {args.repeats})")
+        epochs = {}
+        for source in ("originals", "cache", "warm"):
+            got = [run_step(f"input:{sel['out']['version']}:{args.epoch_images}:{source}", data, url, args.workers,
+                            args.in_process) for _ in range(args.repeats)]
+            epochs[source] = sorted(got, key=lambda r: r["seconds"])[len(got) // 2]
+            r = epochs[source]
+            show(f"input epoch 224 px, {source}", r, f"{r['out']['img_s']:,.0f} img/s over {r['out']['images']} "
+                 f"paintings (median of {args.repeats})")
     print(f"(ceiling: {effective_cores(args.workers):.2f} cores for {args.workers} busy processes now)")
     print(f"RATIO ingest pool {args.workers}/1 workers: {full[1]['seconds'] / full[args.workers]['seconds']:.2f}x; "
           f"augmentation pool {args.workers}/1: {aug[1]['seconds'] / aug[args.workers]['seconds']:.2f}x")
+    cold = epochs["originals"]["seconds"] / epochs["cache"]["seconds"]
+    print(f"RATIO input epoch cold from the image cache / from the originals: {cold:.2f}x (target >= 4 with "
+          f"large originals); warm / originals: {epochs['originals']['seconds'] / epochs['warm']['seconds']:.2f}x")
     print(f"TARGETS (at 100k rows, 2 cores; this run {rows:,} rows): first ingest {first['seconds']:.1f} s (<= 60), unchanged "
           f"{same['seconds']:.1f} s (<= 3), one file changed {one['seconds']:.1f} s (<= 5)")
 

@@ -5,7 +5,7 @@
 SELECT pg_advisory_xact_lock(%(lock)s);
 
 -- name: run_info
-SELECT r.id, r.status, r.dataset_version_id AS version_id, v.artists
+SELECT r.id, r.status, r.dataset_version_id AS version_id, v.artists, r.files_pruned_at
 FROM runs r JOIN dataset_versions v ON v.id = r.dataset_version_id WHERE r.id = %(id)s;
 
 -- name: run_f1

@@ -7,7 +7,8 @@ INSERT INTO runs (run_key, dataset_version_id, config, run_dir)
 VALUES (%(key)s, %(version)s, %(config)s, '')
 ON CONFLICT (run_key) DO UPDATE
     SET status = CASE WHEN runs.model_path IS NULL THEN 'running' ELSE runs.status END,
-        error = CASE WHEN runs.model_path IS NULL THEN NULL ELSE runs.error END
+        error = CASE WHEN runs.model_path IS NULL THEN NULL ELSE runs.error END,
+        files_pruned_at = CASE WHEN runs.model_path IS NULL THEN NULL ELSE runs.files_pruned_at END
 RETURNING id, run_dir, model_path, wandb_id;
 
 -- name: set_run_dir

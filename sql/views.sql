@@ -3,7 +3,7 @@
 -- changing a view never needs a manual step.
 
 DROP VIEW IF EXISTS latest_artist_metrics, run_comparison, confused_pairs, champion_history, reject_summary,
-    run_verdicts;
+    run_verdicts, run_lineage;
 
 -- The per-artist test metrics of the most recently evaluated run.
 CREATE VIEW latest_artist_metrics AS
@@ -62,3 +62,14 @@ SELECT r.id, r.run_key, r.status, r.config ->> 'optimizer' AS optimizer, r.confi
 FROM runs r
 LEFT JOIN LATERAL (SELECT promoted, reasons FROM promotions
                    WHERE run_id = r.id ORDER BY decided_at DESC, id DESC LIMIT 1) p ON true;
+
+-- What made each run: code, data, configuration, and the model it left (store key and sha256,
+-- NULL once gc removed the run's files: files_pruned_at says when).
+CREATE VIEW run_lineage AS
+SELECT r.id AS run_id, r.run_key, r.status, r.code_version, r.code_commit, r.data_fingerprint,
+       r.dataset_version_id, v.content_hash AS dataset_hash, r.config, r.model_path AS model_key,
+       (SELECT a.sha256 FROM artifacts a WHERE a.run_id = r.id AND a.kind = 'model'
+        ORDER BY a.path = r.model_path DESC, a.created_at DESC LIMIT 1) AS model_sha256,
+       r.wandb_id, r.run_dir, r.files_pruned_at, r.started_at, r.finished_at
+FROM runs r
+LEFT JOIN dataset_versions v ON v.id = r.dataset_version_id;

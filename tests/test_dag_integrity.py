@@ -113,3 +113,29 @@ def test_importing_dag_file_does_not_import_tensorflow(tmp_path):
         tmp_path,
     )
     assert result["heavy"] == []
+
+
+def test_gc_dag_wires_one_task_with_typed_params(tmp_path):
+    result = _airflow_python(
+        "import json, sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(REPO / 'dags')!r})\n"
+        "d = bag.dags['painting_gc']\n"
+        "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()},\n"
+        "  'tasks': sorted(t.task_id for t in d.tasks), 'timetable': repr(d.timetable),\n"
+        "  'retries': [t.retries for t in d.tasks],\n"
+        "  'timeouts': [t.execution_timeout.total_seconds() for t in d.tasks if t.execution_timeout],\n"
+        "  'defaults': {k: d.params[k] for k in d.params},\n"
+        "  'types': {k: d.params.get_param(k).schema.get('type') for k in d.params},\n"
+        "  'titles': all(d.params.get_param(k).schema.get('title') and d.params.get_param(k).description for k in d.params),\n"
+        "  'max_active_runs': d.max_active_runs,\n"
+        "  'heavy': sorted(m for m in ('tensorflow', 'keras', 'psycopg') if m in sys.modules)}))\n",
+        tmp_path,
+    )
+    assert result["errors"] == {}
+    assert result["tasks"] == ["collect_garbage"]
+    assert "@daily" in result["timetable"] or "0 0 * * *" in result["timetable"]
+    assert result["retries"] == [2] and len(result["timeouts"]) == 1 and result["max_active_runs"] == 1
+    assert result["defaults"] == {"dry_run": False, "keep_runs": 10}  # PAINTING_KEEP_RUNS' default
+    assert result["types"] == {"dry_run": "boolean", "keep_runs": "integer"} and result["titles"] is True
+    assert result["heavy"] == []

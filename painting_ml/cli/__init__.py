@@ -122,7 +122,18 @@ def _cmd_promote(args: argparse.Namespace) -> None:
     from painting_ml.results.promotion import promote
 
     require_run(args.run_id)
-    d = promote(args.run_id, args.max_recall_drop).to_dict()
+    from painting_ml.core import db
+    from painting_ml.core.config import RunConfig
+
+    with db.connect() as conn:  # the gate's settings the run was trained with, unless a flag says otherwise
+        trained = (db.fetch_one(conn, db.sql("runs", "get_run"), {"id": args.run_id}) or {}).get("config") or {}
+
+    def setting(name: str):
+        flag = getattr(args, name)
+        return flag if flag is not None else trained.get(name, RunConfig.model_fields[name].default)
+
+    d = promote(args.run_id, setting("max_recall_drop"), min_macro_f1=setting("min_macro_f1"),
+                allow_artist_set_change=setting("allow_artist_set_change")).to_dict()
     verdict = "promoted to champion" if d["promoted"] else "not promoted"
     _emit(args, d, f"run {d['run_id']}: {verdict} — " + "; ".join(d["reasons"]))
 
@@ -246,7 +257,29 @@ def _run_query(name: str, params: dict[str, str]):
 
 def _cmd_runs(args: argparse.Namespace) -> None:
     columns, rows = _run_query("compare_runs", {"limit": str(args.limit)})
-    print_rows(columns, rows, "json" if args.json else "table")
+    if not args.json:
+        print_rows(columns, rows, "table")
+        return
+    # JSON also carries each run's lineage: code, data, config, model key and sha256, wandb id.
+    from painting_ml.core import db
+
+    ids = [r[columns.index("run_id")] for r in rows]
+    with db.connect() as conn:
+        lineage = {r["run_id"]: r for r in db.fetch_dicts(conn, db.sql("runs", "lineage_of_runs"), {"ids": ids})}
+    extra = [c for c in next(iter(lineage.values()), {}) if c not in columns]
+    print_rows(columns + extra, [tuple(r) + tuple(lineage.get(i, {}).get(c) for c in extra)
+                                 for r, i in zip(rows, ids)], "json")
+
+
+def _cmd_gc(args: argparse.Namespace) -> None:
+    from painting_ml.pipeline import gc_step
+
+    out = gc_step(dry_run=args.dry_run, keep_runs=args.keep_runs)
+    pruned = ", ".join(map(str, out["runs_pruned"])) or "none"
+    kinds = ", ".join(f"{k} {v['files']}" for k, v in out["by_kind"].items() if v["files"])
+    _emit(args, out, f"{'would free' if out['dry_run'] else 'freed'} {out['files']} files, "
+                     f"{out['bytes'] / 1e6:.1f} MB ({kinds or 'nothing to remove'}); runs pruned: {pruned}; "
+                     f"runs kept: {len(out['kept_runs'])}")
 
 
 def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
@@ -299,8 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("promote", help="run the promotion gate on an evaluated run (champion if it passes)")
     p.add_argument("--run-id", type=RUN_ID, required=True)
-    p.add_argument("--max-recall-drop", type=positive_float(100.0), default=5.0,
-                   help="points any artist's recall may fall (0 to 100)")
+    p.add_argument("--max-recall-drop", type=positive_float(100.0),
+                   help="points any artist's recall may fall (0 to 100; default: the run's config)")
+    p.add_argument("--min-macro-f1", type=positive_float(1.0),
+                   help="the gate's floor: never promote under this test macro-F1 (default: the run's config)")
+    p.add_argument("--allow-artist-set-change", action="store_true", default=None,
+                   help="promote even when the champion was trained on another artist set")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_promote)
 
@@ -341,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int_in(1, 10_000, "a limit"), default=20)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("gc", help="remove the files of old runs and unused dataset copies (retention policy)")
+    p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+    p.add_argument("--keep-runs", type=int_in(0, 1_000_000, "a run count"), default=None,
+                   help="newest runs whose files are kept besides the champion and promoted runs "
+                        "(default PAINTING_KEEP_RUNS)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_gc)
 
     p = sub.add_parser("demo", help="generate a set and run the painting_retrain DAG with real Airflow")
     p.add_argument("--artists", type=int_in(2, 1000), default=10)

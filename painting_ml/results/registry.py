@@ -106,6 +106,10 @@ def set_champion(run_id: int, who: str, why: str, url: str | None = None) -> Cha
         if run["status"] != "evaluated":
             raise RegistryError(f"run {run_id} is {run['status']}, not evaluated; only an evaluated run can be "
                                 f"champion (`painting-ml evaluate --run-id {run_id}`)")
+        if run["files_pruned_at"] is not None:
+            raise RegistryError(f"run {run_id}'s model was removed by gc on {run['files_pruned_at']:%Y-%m-%d}; "
+                                "it cannot be champion (retrain it, or pick a run `painting-ml runs --json` lists "
+                                "with its files)")
         previous = _current(conn)
         if previous == run_id:
             raise RegistryError(f"run {run_id} is already the champion; nothing changed")
