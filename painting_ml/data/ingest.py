@@ -459,29 +459,61 @@ def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str, ro
         and ``gone`` (rows of the root marked gone or removed by this ingest).
     """
     conn.execute(db.sql("ingest", "lock_ingest"), {"lock": locks.INGEST})  # re-entrant: callers may hold it
+    # A root with no row yet (its first ingest) has nothing to update, mark gone or count: the
+    # insert is all there is, and its row count is the total. Checked under the ingest lock.
+    first = (not db.fetch_one(conn, db.sql("ingest", "root_has_rows"), {"root": root})["has_rows"]
+             and all(row[_ROOT] == root for row in good))
     conn.execute(db.sql("ingest", "create_staging"))
     with conn.cursor() as cur:
-        with cur.copy(db.sql("ingest", "copy_staging")) as copy:
-            for row in good:
-                copy.write_row(row)
+        # In primary-key order, the inserts below take the B-tree's rightmost-page fast path
+        # instead of a descent with a collation-aware comparison per level (~1/4 of a 100k load).
+        _copy(cur, "copy_staging", "staging_paintings", PAINTING_COLUMNS, sorted(good, key=_by_filename))
         cur.execute(db.sql("ingest", "analyze_staging"))
-        cur.execute(db.sql("ingest", "update_paintings"))
+        if not first:
+            cur.execute(db.sql("ingest", "update_paintings"))
         cur.execute(db.sql("ingest", "insert_new_paintings"))
-        if gone_names is None:
-            cur.execute(db.sql("ingest", "mark_gone"), {"root": root})
-        else:
-            cur.execute(db.sql("ingest", "mark_gone_names"), {"root": root, "names": gone_names})
-        gone = cur.rowcount
-        cur.execute(db.sql("ingest", "delete_unreferenced_gone"), {"root": root})
+        inserted = cur.rowcount
+        gone = 0
+        if not first:
+            if gone_names is None:
+                cur.execute(db.sql("ingest", "mark_gone"), {"root": root})
+            else:
+                cur.execute(db.sql("ingest", "mark_gone_names"), {"root": root, "names": gone_names})
+            gone = max(cur.rowcount, 0)
+            cur.execute(db.sql("ingest", "delete_unreferenced_gone"), {"root": root})
         # Rejects are replaced per data root so a rerun yields the same rows, not duplicates.
         cur.execute(db.sql("ingest", "delete_rejects"), {"root": root})
-        with cur.copy(db.sql("ingest", "copy_rejects")) as copy:
-            for row in rejects:
-                copy.write_row(row)
+        _copy(cur, "copy_rejects", "rejects", REJECT_COLUMNS, rejects)
+        if first:
+            return {"paintings_total": inserted, "rejects_total": len(rejects), "gone": 0}
         cur.execute(db.sql("ingest", "counts"), {"root": root})
         totals = cur.fetchone()
     return {"paintings_total": int(totals["paintings_total"]), "rejects_total": int(totals["rejects_total"]),
-            "gone": max(gone, 0)}
+            "gone": gone}
+
+
+REJECT_COLUMNS = ["data_root", "source_csv", "line_no", "filename", "reason", "detail"]
+FILE_COLUMNS = ["data_root", "rel_path", "size_bytes", "mtime_ns", "row_hash", "recipe", "width", "height", "mode",
+                "reason", "detail", "reduced_path"]
+_ROOT = PAINTING_COLUMNS.index("data_root")
+
+
+def _by_filename(row: tuple) -> str:
+    return row[0]
+
+
+def _copy(cur, statement: str, table: str, columns: list[str], rows: list[tuple]) -> None:
+    """COPY ``rows`` (values in ``columns`` order) with the named statement of sql/ingest.sql.
+
+    Binary COPY: the client sends each value in its column's own type, so neither side formats
+    or parses text (about 3x less client CPU than text COPY for the catalog's rows)."""
+    oids = [r["oid"] for r in db.fetch_dicts(cur.connection, db.sql("ingest", "column_types"),
+                                             {"table": table, "columns": columns})]
+    assert len(oids) == len(columns), f"{table} lacks one of {columns}"
+    with cur.copy(db.sql("ingest", statement)) as copy:
+        copy.set_types(oids)
+        for row in rows:
+            copy.write_row(row)
 
 
 def record_manifest(conn, root: str, files: list[tuple], old_files: list[str] | None = None) -> None:
@@ -491,9 +523,7 @@ def record_manifest(conn, root: str, files: list[tuple], old_files: list[str] | 
     paths are the entries to remove (instead of every entry of the root not in ``files``)."""
     conn.execute(db.sql("ingest", "create_staging_files"))
     with conn.cursor() as cur:
-        with cur.copy(db.sql("ingest", "copy_staging_files")) as copy:
-            for row in files:
-                copy.write_row(row)
+        _copy(cur, "copy_staging_files", "staging_files", FILE_COLUMNS, files)
         cur.execute(db.sql("ingest", "update_files"))
         cur.execute(db.sql("ingest", "insert_new_files"))
         if old_files is None:
