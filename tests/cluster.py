@@ -1,8 +1,16 @@
 """A real Airflow CeleryExecutor cluster on this machine, for the integration test.
 
-PostgreSQL metadata database (created fresh on the PAINTING_DB_URL server), Redis broker,
-`airflow api-server`, scheduler, dag-processor and two Celery workers: one for queue `default`,
-one for queue `gpu`. Every process runs in its own process group and is stopped by PID.
+PostgreSQL metadata database (created fresh on the PAINTING_DB_URL server), Redis broker, an S3
+API server (moto's standalone ``moto_server``) holding the artifact store, `airflow api-server`,
+scheduler, dag-processor and two Celery workers: one for queue `default`, one for queue `gpu`.
+Every process runs in its own process group and is stopped by PID.
+
+Each Airflow component stands for a host of its own: its own PAINTING_HOME, AIRFLOW_HOME and HOME
+under ``<root>/<component>/``; nothing is shared but PostgreSQL, Redis and the object store. A
+``sitecustomize`` audit hook (on each component's PYTHONPATH) makes that real: opening, listing,
+writing or removing anything under another component's folder fails with PermissionError and is
+written to ``<root>/<component>/foreign-access.log``, so a task that needs another host's files
+fails and the test names the file.
 """
 
 from __future__ import annotations
@@ -22,6 +30,56 @@ from pathlib import Path
 from painting_ml.orchestration.local_server import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: The components, each a "host" with its own folders ("cli" runs `airflow db migrate` and co.).
+COMPONENTS = ("cli", "api-server", "scheduler", "dag-processor", "worker-default", "worker-gpu")
+
+#: Fake credentials for the moto server (it accepts any).
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+_GUARD = r'''
+"""Written by tests/cluster.py: this process is one host of a multi-host cluster test; the folders
+of the other hosts (PAINTING_TEST_FOREIGN, os.pathsep-separated) are not there for it."""
+import os
+import sys
+import traceback
+
+_ROOTS = tuple(r.rstrip(os.sep) + os.sep for r in os.environ.get("PAINTING_TEST_FOREIGN", "").split(os.pathsep) if r)
+_LOG = os.environ.get("PAINTING_TEST_FOREIGN_LOG")
+_EVENTS = {"open", "os.listdir", "os.scandir", "glob.glob", "os.chdir", "os.mkdir", "os.rmdir", "os.remove",
+           "os.rename", "os.truncate", "os.utime", "os.chmod", "os.link", "os.symlink", "shutil.copyfile",
+           "shutil.copymode", "shutil.copystat", "shutil.copytree", "shutil.move", "shutil.rmtree"}
+_busy = False
+
+
+def _hook(event, args):
+    global _busy
+    if event not in _EVENTS or _busy or not _ROOTS:
+        return
+    for arg in args[:2]:
+        if not isinstance(arg, (str, bytes, os.PathLike)):
+            continue
+        try:
+            path = os.path.abspath(os.fsdecode(arg))
+        except Exception:
+            continue
+        if (path + os.sep).startswith(_ROOTS):
+            _busy = True
+            try:
+                if _LOG:
+                    with open(_LOG, "a") as f:
+                        f.write(f"{event} {path} (pid {os.getpid()}: {' '.join(sys.argv[:4])})\n")
+                        f.write("".join(traceback.format_stack()[-12:-1]) + "\n")
+            finally:
+                _busy = False
+            raise PermissionError(13, "another host's folder (tests/cluster.py)", path)
+
+
+if _ROOTS:
+    sys.addaudithook(_hook)
+    if _LOG:  # the test checks that every component ran guarded
+        open(os.path.join(os.path.dirname(_LOG), "guarded"), "a").close()
+'''
 
 
 def free_port() -> int:
@@ -53,20 +111,41 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
+def painting_home_of(root: Path, component: str) -> Path:
+    """The PAINTING_HOME of ``component`` in the cluster under ``root``."""
+    return root / component / "painting"
+
+
 class Cluster:
-    def __init__(self, home: Path, metadata_url: str, painting_db_url: str, painting_home: Path,
-                 broker_url: str = "redis://127.0.0.1:6379/5", data_dir: Path | None = None):
+    """Args:
+        root: the cluster's folder: ``logs/`` (each process's output), ``s3/`` and one folder per
+            component (see :data:`COMPONENTS`).
+        metadata_url: libpq URL of Airflow's (empty) metadata database.
+        painting_db_url: libpq URL of the painting database (PAINTING_DB_URL of the tasks).
+        broker_url: the Celery broker.
+        data_dir: PAINTING_DATA_DIR (under the default worker's home: only it reads data folders).
+        bucket, prefix: the artifact store is ``s3://<bucket>/<prefix>`` on the moto server.
+    """
+
+    def __init__(self, root: Path, metadata_url: str, painting_db_url: str,
+                 broker_url: str = "redis://127.0.0.1:6379/5", data_dir: Path | None = None,
+                 bucket: str = "painting-artifacts", prefix: str = "cluster"):
         from cryptography.fernet import Fernet
 
-        self.home = home
+        self.root = root
+        self.home = root / "logs"  # the processes' output (logs())
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}
         sqla = sqlalchemy_url(metadata_url)
         self.metadata_url = metadata_url
-        self.env = dict(os.environ)
+        self.s3_port = free_port()
+        self.s3_endpoint = f"http://127.0.0.1:{self.s3_port}"
+        self.bucket, self.prefix = bucket, prefix
+        # Nothing of this machine's own store, data or AWS account leaks into the cluster.
+        dropped = ("AWS_", "PAINTING_HOME", "PAINTING_DATA_DIR", "PAINTING_ARTIFACTS_", "PAINTING_WEIGHTS")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
         self.env.update({
-            "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -84,27 +163,90 @@ class Cluster:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "900",
             "PAINTING_DB_URL": painting_db_url,
-            "PAINTING_HOME": str(painting_home),
+            "PAINTING_ARTIFACTS_URL": f"s3://{bucket}/{prefix}",
+            "PAINTING_ARTIFACTS_ENDPOINT": self.s3_endpoint,
+            **S3_ENV,
             "WANDB_MODE": "disabled",
             **({"PAINTING_DATA_DIR": str(data_dir)} if data_dir else {}),
             "PAINTING_INGEST_QUIET_SECONDS": "0",  # the watched folder is copied just before; no copy runs
             "TF_CPP_MIN_LOG_LEVEL": "2",
         })
         self.airflow = str(Path(sys.executable).with_name("airflow"))
+        self.guard = root / "guard"
+
+    # --- the components' own folders ------------------------------------------------------------
+    def painting_home(self, component: str) -> Path:
+        return painting_home_of(self.root, component)
+
+    def airflow_home(self, component: str) -> Path:
+        return self.root / component / "airflow"
+
+    def foreign_access_log(self, component: str) -> Path:
+        return self.root / component / "foreign-access.log"
+
+    def guarded(self, component: str) -> bool:
+        """Whether ``component``'s processes ran with the audit hook that keeps them out of the
+        other components' folders."""
+        return (self.root / component / "guarded").is_file()
+
+    def env_of(self, component: str) -> dict[str, str]:
+        """The environment of ``component``: its own homes; every other component's folder is foreign."""
+        own = self.root / component
+        for sub in ("painting", "airflow", "home"):
+            (own / sub).mkdir(parents=True, exist_ok=True)
+        foreign = [str(self.root / c) for c in COMPONENTS if c != component]
+        pythonpath = os.pathsep.join(p for p in (str(self.guard), self.env.get("PYTHONPATH", "")) if p)
+        return {**self.env, "AIRFLOW_HOME": str(own / "airflow"), "PAINTING_HOME": str(own / "painting"),
+                "HOME": str(own / "home"), "PYTHONPATH": pythonpath,
+                "PAINTING_TEST_FOREIGN": os.pathsep.join(foreign),
+                "PAINTING_TEST_FOREIGN_LOG": str(self.foreign_access_log(component))}
 
     def run(self, *args: str, timeout: float = 300) -> str:
-        out = subprocess.run([self.airflow, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run([self.airflow, *args], env=self.env_of("cli"), capture_output=True, text=True,
+                             timeout=timeout)
         if out.returncode:
             raise RuntimeError(f"airflow {' '.join(args)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
         return out.stdout
 
     def start(self, name: str, *args: str, **extra_env: str) -> None:
         log = open(self.home / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen([self.airflow, *args], env={**self.env, **extra_env}, stdout=log,
+        self.procs[name] = subprocess.Popen([self.airflow, *args], env={**self.env_of(name), **extra_env}, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
+
+    # --- the object store -------------------------------------------------------------------------
+    def s3(self):
+        """A boto3 client of the moto server."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.s3_endpoint, region_name=S3_ENV["AWS_DEFAULT_REGION"],
+                            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"])
+
+    def objects(self) -> dict[str, int]:
+        """Every key of the artifact store (relative to its prefix) with its size."""
+        out = {}
+        for page in self.s3().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/"):
+            out.update({o["Key"][len(self.prefix) + 1:]: o["Size"] for o in page.get("Contents", [])})
+        return out
+
+    def read_object(self, key: str) -> bytes:
+        return self.s3().get_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}")["Body"].read()
+
+    def _start_s3(self) -> None:
+        """moto's standalone S3 server, a process of its own (the store every host reaches)."""
+        log = open(self.home / "s3.log", "w")
+        moto = Path(sys.executable).with_name("moto_server")
+        self.procs["s3"] = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.s3_port)],
+                                            env={**self.env, **S3_ENV}, cwd=self.root, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_for(lambda: reachable("127.0.0.1", self.s3_port), 60, "the moto S3 server", every=0.3)
+        self.s3().create_bucket(Bucket=self.bucket)
 
     def up(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        self.guard.mkdir(parents=True, exist_ok=True)
+        (self.guard / "sitecustomize.py").write_text(_GUARD)
+        self._start_s3()
         self.run("db", "migrate", timeout=600)
         self.run("pools", "set", "gpu", "1", "one slot per GPU")
         self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port))
@@ -115,7 +257,8 @@ class Cluster:
         self.start("worker-gpu", "celery", "worker", "--queues", "gpu", "--concurrency", "1",
                    "--celery-hostname", "gpu@%h", AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()))
         self.wait_for(lambda: self._get("/api/v2/monitor/health", auth=False) is not None, 180, "api-server health")
-        password = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        passwords = self.airflow_home("api-server") / "simple_auth_manager_passwords.json.generated"
+        password = json.loads(passwords.read_text())["admin"]
         token = self._post("/auth/token", {"username": "admin", "password": password}, auth=False)
         self.token = token["access_token"]
 

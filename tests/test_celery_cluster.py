@@ -1,6 +1,9 @@
-"""Integration: painting_retrain on a real CeleryExecutor cluster (PostgreSQL metadata DB, Redis
-broker, api-server, scheduler, dag-processor, workers for queues `default` and `gpu`), triggered
-through the REST API as the UI does. Skipped only when Redis or PostgreSQL is unreachable."""
+"""Integration: painting_retrain on a real multi-host CeleryExecutor cluster, triggered through the
+REST API as the UI does. PostgreSQL metadata DB, Redis broker, api-server, scheduler,
+dag-processor, workers for queues `default` and `gpu`; each component has folders of its own (its
+PAINTING_HOME, AIRFLOW_HOME, HOME; another's folder is off limits, see tests/cluster.py) and the
+artifact store is an S3 API server (moto's standalone server) on 127.0.0.1. The data folders live
+only under the default worker's home. Skipped only when Redis or PostgreSQL is unreachable."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import shutil
 import psycopg
 import pytest
 
-from cluster import Cluster, reachable
+from cluster import COMPONENTS, Cluster, painting_home_of, reachable
 
 from painting_ml.core.config import CPU_DEMO
 
@@ -18,16 +21,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def watched(tmp_path_factory, tiny_data):
-    """A data folder of its own for painting_ingest (PAINTING_DATA_DIR of the cluster)."""
-    folder = tmp_path_factory.mktemp("watched") / "data"
-    shutil.copytree(tiny_data, folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory, db_url, server_url, painting_home, watched):
-    """One cluster for the tests of this module, on an emptied painting database."""
+def cluster(tmp_path_factory, db_url, server_url, tiny_data):
+    """One cluster for the tests of this module, on an emptied painting database. ``cluster.tiny``
+    (the retrains' data_dir) and ``cluster.watched`` (PAINTING_DATA_DIR, painting_ingest's folder)
+    are copies of the generated set under the default worker's home, the only host with data."""
     if not reachable("127.0.0.1", 6379):
         pytest.skip("Redis is not reachable at 127.0.0.1:6379 (start it: redis-server --daemonize yes)")
     from painting_ml.core import db
@@ -37,7 +34,12 @@ def cluster(tmp_path_factory, db_url, server_url, painting_home, watched):
         from conftest import TABLES
 
         conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-    c = Cluster(tmp_path_factory.mktemp("cluster") / "airflow", meta, db_url, painting_home, data_dir=watched)
+    root = tmp_path_factory.mktemp("cluster")
+    data = painting_home_of(root, "worker-default") / "data"
+    c = Cluster(root, meta, db_url, data_dir=data / "watched")
+    c.tiny, c.watched = data / "tiny", data / "watched"
+    shutil.copytree(tiny_data, c.tiny)
+    shutil.copytree(tiny_data, c.watched)
     try:
         c.up()
         yield c
@@ -46,8 +48,8 @@ def cluster(tmp_path_factory, db_url, server_url, painting_home, watched):
         db.drop_database(server_url, meta)
 
 
-def test_two_retrains_at_once_on_celery_with_training_on_the_gpu_queue(cluster, db_url, tiny_data):
-    base = {**CPU_DEMO, "data_dir": str(tiny_data), "n_artists": 3, "epochs": 1, "image_size": 32, "batch_size": 16,
+def test_two_retrains_at_once_on_celery_with_training_on_the_gpu_queue(cluster, db_url):
+    base = {**CPU_DEMO, "data_dir": str(cluster.tiny), "n_artists": 3, "epochs": 1, "image_size": 32, "batch_size": 16,
             "backbone": "resnet18", "head_units": 32}
     # Two runs at once with different Params, triggered through the REST API as the UI does.
     run_ids = [cluster.trigger("painting_retrain", {**base, "optimizers": ["adam"], "seed": 1}),
@@ -85,9 +87,55 @@ def test_two_retrains_at_once_on_celery_with_training_on_the_gpu_queue(cluster, 
     assert len({r[2] for r in runs}) == 2 and sorted(n for _, n in epochs) == [1, 1]
     assert {r[4].rsplit(":", 1)[0].split(":", 1)[1] for r in runs} == set(run_ids)  # <dag>:<run id>:<fingerprint>
     assert decisions == 2 and champions == 1
+    assert_multi_host_store(cluster, db_url)
 
 
-def test_ingest_publishes_the_catalog_asset_only_on_change(cluster, watched):
+def assert_multi_host_store(cluster, db_url):
+    """The hosts shared files only through the S3 store: the database holds keys, the bucket holds
+    each run's model, report and mosaics, and no host wrote a local store or touched another's folder."""
+    with psycopg.connect(db_url) as conn:
+        runs = conn.execute("SELECT id, run_dir, model_path FROM runs ORDER BY id").fetchall()
+        artifacts = conn.execute("SELECT run_id, kind, path FROM artifacts").fetchall()
+        augmented = [r[0] for r in conn.execute("SELECT path FROM augmented_images")]
+        cached = [r[0] for r in conn.execute("SELECT key FROM image_cache")]
+    keys = [k for _, d, m in runs for k in (d, m)] + [a[2] for a in artifacts] + augmented + cached
+    assert keys and not [k for k in keys if not k or k.startswith("/")], "host paths in the database"
+    objects = cluster.objects()
+    assert objects, "the S3 bucket is empty"
+    assert not [k for k in [a[2] for a in artifacts] + augmented + cached if k not in objects]
+    for run_id, run_dir, model_path in runs:
+        files = {k[len(run_dir) + 1:] for k in objects if k.startswith(f"{run_dir}/")}
+        assert model_path == f"{run_dir}/model.keras" and "model.keras" in files, files
+        # A finished run keeps model.keras only: no checkpoint, backup or optimizer state left.
+        assert not [f for f in files if f.endswith("best.keras") or f.startswith(("backup/", "cache/"))
+                    or ".tmp" in f or f.endswith(".weights.h5")], files
+        mosaics = {f for f in files if f.startswith("mosaics/") and f.endswith(".png")}
+        assert mosaics and "report.html" in files, files
+        # The report (rendered on the default worker from the store) shows the mosaics, by relative
+        # links to objects that are in the bucket beside it.
+        html = cluster.read_object(f"{run_dir}/report.html").decode()
+        srcs = re.findall(r'<img src="([^"]+)"', html)
+        shown = {s for s in srcs if s.startswith("mosaics/") and s.endswith(".png")}
+        assert shown and shown <= mosaics, (shown, mosaics)
+        assert not [s for s in srcs if s not in files], srcs
+    # Nothing was written to a local store, and no host opened another host's folder.
+    for component in COMPONENTS:
+        home = cluster.painting_home(component)
+        assert not (home / "artifacts").exists(), f"{component} wrote to a local artifact store"
+        log = cluster.foreign_access_log(component)
+        assert not log.exists(), f"{component} reached another host's folder:\n{log.read_text()[:4000]}"
+        assert cluster.guarded(component), f"{component} ran without the guard"
+    # The gpu worker trained from image copies it downloaded from the store: its scratch holds the
+    # derived copies (and the augmented ones), and it has no data folder.
+    gpu = cluster.painting_home("worker-gpu")
+    local = {p.relative_to(gpu / "scratch").as_posix() for p in (gpu / "scratch").rglob("*") if p.is_file()}
+    fetched = {k for k in local if k.startswith("derived/")}
+    assert fetched and fetched <= set(cached), fetched - set(cached)
+    assert {k for k in local if k.startswith("augmented/")} <= set(augmented)
+    assert not (gpu / "data").exists()
+
+
+def test_ingest_publishes_the_catalog_asset_only_on_change(cluster):
     cluster.unpause("painting_retrain")  # listens to the Asset
     first = cluster.trigger("painting_ingest", {})
     assert cluster.wait_run("painting_ingest", first, timeout=300) == "success", cluster.logs()

@@ -19,6 +19,7 @@ import logging
 import os
 import posixpath
 import shutil
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -56,18 +57,34 @@ class ArtifactStore:
         self.is_local = parsed.scheme in ("", "file")
         if self.is_local:
             self.root = Path(parsed.path if parsed.scheme == "file" else url).expanduser().resolve()
-            self._fs = None
             self._base = ""
         else:
+            self._scheme = parsed.scheme
+            # No listings cache: other hosts write keys at any time, and a long-lived process (the
+            # api-server's results view) must not answer from a stale listing.
+            self._options = {"use_listings_cache": False, **(storage_options or {})}
+            self._fs_pid: int | None = None
+            self._fs_obj = None
+            self._fs  # noqa: B018 - fail at construction on a scheme fsspec has no backend for
+            self._base = f"{parsed.netloc}{parsed.path}".rstrip("/")
+            self.root = Path(scratch).expanduser().resolve()
+
+    @property
+    def _fs(self):
+        """The fsspec filesystem, made again in a forked child: fsspec's async filesystems (s3fs)
+        refuse to be used from a process other than the one that made them."""
+        if self.is_local:
+            return None
+        if self._fs_pid != os.getpid():
             import fsspec
 
             try:
-                self._fs = fsspec.filesystem(parsed.scheme, **(storage_options or {}))
+                self._fs_obj = fsspec.filesystem(self._scheme, skip_instance_cache=True, **self._options)
             except (ImportError, ValueError) as exc:
-                raise ConfigError(f"PAINTING_ARTIFACTS_URL={url!r}: no storage backend for {parsed.scheme!r} "
+                raise ConfigError(f"PAINTING_ARTIFACTS_URL={self.url!r}: no storage backend for {self._scheme!r} "
                                   f"({exc}); use a local folder or s3://bucket/prefix") from None
-            self._base = f"{parsed.netloc}{parsed.path}".rstrip("/")
-            self.root = Path(scratch).expanduser().resolve()
+            self._fs_pid = os.getpid()
+        return self._fs_obj
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
@@ -105,7 +122,17 @@ class ArtifactStore:
                 shutil.copyfile(src, tmp)
                 os.replace(tmp, dest)
             return
-        self._fs.put_file(str(src), self._remote(key))
+        if not src.is_file():
+            raise StoreError(f"cannot store {key}: {src} is not a file")
+        copy = self.local_path(key)
+        if src.resolve() != copy and copy.is_file():
+            copy.unlink()  # this host's working copy is older than what the key now holds
+        try:
+            self._fs.put_file(str(src), self._remote(key))
+        except FileNotFoundError:
+            raise StoreError(f"cannot write {key}: the bucket of the artifact store {self.url} does not exist") from None
+        except OSError as exc:
+            raise StoreError(f"cannot write {key} to the artifact store {self.url}: {_one_line(exc)}") from None
 
     def fetch(self, key: str) -> Path:
         """A local copy of ``key`` (downloaded once per host for a remote store); its path.
@@ -122,13 +149,17 @@ class ArtifactStore:
         if dest.is_file():
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        tmp = _part(dest)
         try:
             self._fs.get_file(self._remote(key), str(tmp))
+            os.replace(tmp, dest)  # never a half-downloaded file under the key's name
         except FileNotFoundError:
             raise StoreError(f"{key} is not in the artifact store {self.url}; it was deleted "
                              "(painting-ml gc) or never written") from None
-        os.replace(tmp, dest)
+        except OSError as exc:
+            raise StoreError(f"cannot read {key} from the artifact store {self.url}: {_one_line(exc)}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
         return dest
 
     def fetch_many(self, keys: Iterable[str]) -> list[Path]:
@@ -137,13 +168,25 @@ class ArtifactStore:
         if not self.is_local:
             missing = [k for k in dict.fromkeys(keys) if not self.local_path(k).is_file()]
             if missing:
-                for k in missing:
-                    self.local_path(k).parent.mkdir(parents=True, exist_ok=True)
+                dests = [self.local_path(k) for k in missing]
+                tmps = [_part(d) for d in dests]
+                for d in dests:
+                    d.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    self._fs.get([self._remote(k) for k in missing], [str(self.local_path(k)) for k in missing])
-                except FileNotFoundError as exc:
-                    raise StoreError(f"an image copy is missing from the artifact store {self.url} ({exc}); "
-                                     "rerun the augment step to make it again") from None
+                    self._fs.get([self._remote(k) for k in missing], [str(t) for t in tmps])
+                    for t, d in zip(tmps, dests):
+                        os.replace(t, d)
+                except FileNotFoundError:
+                    gone = [k for k in missing if not self._fs.exists(self._remote(k))]
+                    raise StoreError(f"{len(gone)} file(s) missing from the artifact store {self.url} (first: "
+                                     f"{gone[0] if gone else '?'}); rerun the step that writes them (augment "
+                                     "for image copies)") from None
+                except OSError as exc:
+                    raise StoreError(f"cannot read {len(missing)} file(s) from the artifact store {self.url}: "
+                                     f"{_one_line(exc)}") from None
+                finally:
+                    for t in tmps:
+                        t.unlink(missing_ok=True)
         return [self.fetch(k) for k in keys]
 
     # --- what is there ------------------------------------------------------------------------------
@@ -179,17 +222,18 @@ class ArtifactStore:
         n = 0
         if self.is_local:
             for k in keys:
-                try:
-                    self.local_path(k).unlink()
+                path = self.local_path(k)
+                if path.is_file() or path.is_symlink():
+                    path.unlink(missing_ok=True)
                     n += 1
-                except FileNotFoundError:
-                    pass
             return n
         existing = [k for k in keys if self._fs.isfile(self._remote(k))]
         if existing:
             self._fs.rm([self._remote(k) for k in existing])
         for k in keys:
-            self.local_path(k).unlink(missing_ok=True)
+            path = self.local_path(k)
+            if path.is_file() or path.is_symlink():
+                path.unlink(missing_ok=True)
         return len(existing)
 
     def delete_prefix(self, prefix: str) -> int:
@@ -199,6 +243,16 @@ class ArtifactStore:
         local = self.root / check_key(prefix)
         shutil.rmtree(local, ignore_errors=True)
         return n
+
+
+def _part(dest: Path) -> Path:
+    """A download's temporary name beside ``dest`` (renamed onto it when complete)."""
+    return dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def storage_options(endpoint: str | None) -> dict:
