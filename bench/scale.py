@@ -16,7 +16,7 @@ Then prints, in one run, each step in its own child process (so each peak RSS is
 * the augment step at 1 and 2 workers: the training-resolution image cache (every painting of the
   version decoded once to a 448 px copy) plus the train split's offline transforms (hflip, rot90),
   into a fresh artifact store each time: images/s;
-* input epochs at 224 px (``--epoch-images`` train paintings, batch 32, the real tf.data path):
+* input epochs at 224 px (``--epoch-images`` paintings of the version, batch 32, the real tf.data path):
   cold from the originals, cold from the image cache (the ratio has a target) and warm (the
   second epoch, from the decoded-image disk cache training uses by default), each with its peak RSS;
 * how many cores 2 busy processes really get (a shared machine gives fewer): the ceiling of
@@ -74,6 +74,7 @@ def generate(out: Path, rows: int, artists: int, realistic: bool, seed: int = 0)
     import numpy as np
     from PIL import Image
 
+    from painting_ml.core.files import write_atomic
     from painting_ml.data.synth import ALL_DATA_COLUMNS, GENRES, STYLES, artist_names, make_styles, paint
 
     stamp = f"rows={rows} artists={artists} realistic={realistic} seed={seed}"
@@ -98,8 +99,9 @@ def generate(out: Path, rows: int, artists: int, realistic: bool, seed: int = 0)
                 name = f"{n}.jpg"
                 folder = folders[n % len(folders)]
                 if realistic:
-                    img = paint(styles[a % 8], GENRES[n % 4], 1600, 1200, np.random.default_rng([seed, n]))
-                    img.save(out / folder / name, quality=90)
+                    if not (out / folder / name).is_file():  # resumable: an interrupted run's images are kept
+                        img = paint(styles[a % 8], GENRES[n % 4], 1600, 1200, np.random.default_rng([seed, n]))
+                        write_atomic(img, out / folder / name, format="JPEG", quality=90)
                     wh = (1600, 1200)
                 else:
                     # 32 px of per-painting noise over the artist's colour: distinct bytes, cheap to write.
@@ -171,7 +173,7 @@ LONG_SIDE = 448  # the image cache's working size for 224 px training (2x)
 
 def _input_epoch(name: str, url: str, workers: int) -> dict:
     """``input:<version>:<n>:<source>``: one epoch of the training input path over ``n`` train
-    paintings at 224 px; source ``originals`` or ``cache`` (cold, no decoded-image cache) or
+    paintings of the version at 224 px; source ``originals`` or ``cache`` (cold, no decoded-image cache) or
     ``warm`` (the second epoch over the disk cache of decoded 224 px images)."""
     import shutil
     import tempfile
@@ -185,7 +187,7 @@ def _input_epoch(name: str, url: str, workers: int) -> dict:
     from painting_ml.core.settings import reload_settings
 
     reload_settings()
-    items = [i for i in load_items(int(version), url)[1] if i.split == "train"][:int(n)]
+    items = load_items(int(version), url)[1][:int(n)]  # every split is in the cache
     if source == "originals":
         paths = [i.path for i in items]
     else:
@@ -261,7 +263,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="where the folder is generated (default: /tmp/pm_scale_<rows>[_r])")
     ap.add_argument("--workers", type=int, default=2, help="the pool size compared with 1")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each 1-vs-N worker comparison (median)")
-    ap.add_argument("--epoch-images", type=int, default=512, help="train paintings per timed input epoch")
+    ap.add_argument("--epoch-images", type=int, default=512, help="paintings per timed input epoch")
     ap.add_argument("--in-process", action="store_true",
                     help="run the steps in this process (a quick check; peak RSS is then cumulative)")
     ap.add_argument("--step", help=argparse.SUPPRESS)

@@ -195,6 +195,12 @@ class ArtifactStore:
             return self.local_path(key).is_file()
         return self._fs.isfile(self._remote(key))
 
+    def modified(self, key: str) -> float:
+        """When ``key`` was last written (POSIX seconds); FileNotFoundError when it is not there."""
+        if self.is_local:
+            return self.local_path(key).stat().st_mtime
+        return self._fs.modified(self._remote(key)).timestamp()
+
     def list(self, prefix: str = "") -> dict[str, int]:
         """Every key under ``prefix`` (a folder key, or "" for everything) with its size in bytes."""
         out: dict[str, int] = {}

@@ -230,14 +230,11 @@ def _sweep_orphans(listing: dict[str, int], store: ArtifactStore, tally: _Tally,
 
 
 def _modified(store: ArtifactStore, key: str) -> float:
-    """When ``key`` was last written (POSIX seconds)."""
-    if store.is_local:
-        try:
-            return store.local_path(key).stat().st_mtime
-        except FileNotFoundError:
-            return float("inf")  # gone meanwhile: nothing to remove
-    # A remote store: fsspec knows the object's modification time.
-    return store._fs.modified(store._remote(key)).timestamp()  # noqa: SLF001 (no public accessor yet)
+    """When ``key`` was last written (POSIX seconds); +inf when it is gone meanwhile (nothing to remove)."""
+    try:
+        return store.modified(key)
+    except FileNotFoundError:
+        return float("inf")
 
 
 def _sweep_reduced(tally: _Tally, dry_run: bool, cutoff: float, url: str | None) -> None:
