@@ -57,7 +57,7 @@ def db_url(server_url, painting_home) -> str:
 
 TABLES = ["champion", "promotions", "artifacts", "predictions", "class_metrics", "confusion", "verification",
           "epochs", "runs", "augmented_images",
-          "dataset_items", "dataset_versions", "rejects", "paintings", "ingest_state", "ingest_files"]
+          "dataset_items", "dataset_versions", "rejects", "paintings", "ingest_state", "ingest_files", "image_cache"]
 
 
 @pytest.fixture

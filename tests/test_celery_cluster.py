@@ -97,7 +97,11 @@ def assert_multi_host_store(cluster, db_url):
         runs = conn.execute("SELECT id, run_dir, model_path FROM runs ORDER BY id").fetchall()
         artifacts = conn.execute("SELECT run_id, kind, path FROM artifacts").fetchall()
         augmented = [r[0] for r in conn.execute("SELECT path FROM augmented_images")]
-        cached = [r[0] for r in conn.execute("SELECT key FROM image_cache")]
+        # the copies of the paintings these runs' dataset versions hold (not rows another test left)
+        cached = [r[0] for r in conn.execute(
+            "SELECT DISTINCT c.key FROM image_cache c JOIN paintings p ON p.data_root = c.data_root "
+            "AND p.rel_path = c.rel_path JOIN dataset_items i ON i.data_root = p.data_root AND i.filename = p.filename "
+            "WHERE i.version_id IN (SELECT dataset_version_id FROM runs)")]
     keys = [k for _, d, m in runs for k in (d, m)] + [a[2] for a in artifacts] + augmented + cached
     assert keys and not [k for k in keys if not k or k.startswith("/")], "host paths in the database"
     objects = cluster.objects()

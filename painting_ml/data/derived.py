@@ -55,6 +55,12 @@ def derived_key(sha: str, long_side: int) -> str:
     return f"derived/{RECIPE}-{long_side}/{sha[:2]}/{sha}.jpg"
 
 
+def write_copy(source: str | Path, target: Path, long_side: int) -> None:
+    """Decode ``source`` as ingest does and write its working-size JPEG to ``target`` (atomically)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(read_rgb(source, long_side), target, format="JPEG", quality=QUALITY)
+
+
 def derive_items(items: Sequence[DatasetItem], long_side: int, url: str | None = None,
                  workers: int | None = None) -> dict[str, str]:
     """Make sure every item has its derived copy in the store; ``{filename: key}``.
@@ -83,8 +89,7 @@ def derive_items(items: Sequence[DatasetItem], long_side: int, url: str | None =
         key = derived_key(sha, long_side)
         if not in_store(key):
             target = store.local_path(key)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(read_rgb(item.path, long_side), target, format="JPEG", quality=QUALITY)
+            write_copy(item.path, target, long_side)
             store.put(key, target)
         return {"root": item.data_root, "rel": item.rel_path, "size": st.st_size, "mtime": st.st_mtime_ns,
                 "sha": sha, "side": long_side, "key": key}
