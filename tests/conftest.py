@@ -88,6 +88,13 @@ def tiny_run_config(data_dir, **overrides):
     return RunConfig(**{**base, **overrides})
 
 
+def champion_of(url: str) -> int | None:
+    """The run the champion pointer names, or None."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT run_id FROM champion").fetchone()
+        return row[0] if row else None
+
+
 def stored(key: str) -> Path:
     """This host's path of an artifact-store key (the tests' store is the local one under PAINTING_HOME)."""
     from painting_ml.core.store import get_store

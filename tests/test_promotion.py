@@ -5,6 +5,7 @@ import threading
 
 import psycopg
 import pytest
+from conftest import champion_of
 
 from painting_ml.results.comparison import pick_best
 from painting_ml.results.promotion import Scores, decide, promote
@@ -63,12 +64,6 @@ def versions(clean_db):
     return clean_db
 
 
-def _champion(url):
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT run_id FROM champion").fetchone()
-        return row[0] if row else None
-
-
 def test_promote_stores_decisions_and_moves_the_champion(versions):
     url = versions
     with psycopg.connect(url) as conn:
@@ -76,13 +71,13 @@ def test_promote_stores_decisions_and_moves_the_champion(versions):
         _add_run(conn, 2, 1, 0.60, {"a": 0.6, "b": 0.6})
         _add_run(conn, 3, 1, 0.75, {"a": 0.8, "b": 0.7})
         _add_run(conn, 4, 2, 0.10, {"c": 0.1, "d": 0.1})
-    assert promote(1, 5, url).promoted and _champion(url) == 1
+    assert promote(1, 5, url).promoted and champion_of(url) == 1
     d2 = promote(2, 5, url)
     assert not d2.promoted and d2.champion_run_id == 1 and d2.champion_f1 == pytest.approx(0.70)
-    assert _champion(url) == 1
-    assert promote(3, 5, url).promoted and _champion(url) == 3
+    assert champion_of(url) == 1
+    assert promote(3, 5, url).promoted and champion_of(url) == 3
     d4 = promote(4, 5, url)  # other artists: cannot be compared, and the Param is off: recorded, not promoted
-    assert not d4.promoted and "artist set differs" in d4.reasons[0] and _champion(url) == 3
+    assert not d4.promoted and "artist set differs" in d4.reasons[0] and champion_of(url) == 3
     again = promote(2, 5, url)  # decided once; a retry returns the stored decision
     assert again.promoted is False and again.reasons == d2.reasons
     with psycopg.connect(url) as conn:
@@ -102,13 +97,13 @@ def test_the_floor_blocks_even_the_first_candidate(versions):
         _add_run(conn, 1, 1, 0.25, {"a": 0.3, "b": 0.2})
         _add_run(conn, 2, 1, 0.45, {"a": 0.5, "b": 0.4})
     d1 = promote(1, 5, url, min_macro_f1=0.3)
-    assert not d1.promoted and d1.champion_run_id is None and _champion(url) is None
+    assert not d1.promoted and d1.champion_run_id is None and champion_of(url) is None
     assert d1.reasons == ["macro-F1 0.250 is under the floor min_macro_f1 = 0.300: never promoted, "
                           "with or without a champion"]
     assert _changes(url) == []
     d2 = promote(2, 5, url, min_macro_f1=0.3)
     assert d2.promoted and d2.reasons == ["no champion yet: the first evaluated model becomes champion"]
-    assert _champion(url) == 2 and _changes(url) == [(2, None, "promote", "promotion gate")]
+    assert champion_of(url) == 2 and _changes(url) == [(2, None, "promote", "promotion gate")]
 
 
 def test_a_changed_artist_set_is_promoted_only_with_the_param(versions):
@@ -122,16 +117,16 @@ def test_a_changed_artist_set_is_promoted_only_with_the_param(versions):
         _add_run(conn, 4, 3, 0.20, {"e": 0.2, "f": 0.2})
     assert promote(1, 5, url, min_macro_f1=0.3).promoted
     d2 = promote(2, 5, url, min_macro_f1=0.3)  # better, but other artists and no Param: recorded, not promoted
-    assert not d2.promoted and _champion(url) == 1 and d2.champion_run_id == 1
+    assert not d2.promoted and champion_of(url) == 1 and d2.champion_run_id == 1
     assert d2.reasons[0] == ("artist set differs from champion run 1's; they cannot be scored on the same "
                              "test paintings")
     assert "Param allow_artist_set_change is off" in d2.reasons[1]
     d3 = promote(3, 5, url, min_macro_f1=0.3, allow_artist_set_change=True)
-    assert d3.promoted and _champion(url) == 3
+    assert d3.promoted and champion_of(url) == 3
     assert "allow_artist_set_change is on" in d3.reasons[-1] and "0.950 clears the floor 0.300" in d3.reasons[-1]
     d4 = promote(4, 5, url, min_macro_f1=0.3, allow_artist_set_change=True)  # the floor comes first
     assert not d4.promoted and d4.reasons[0].startswith("macro-F1 0.200 is under the floor min_macro_f1 = 0.300")
-    assert _champion(url) == 3
+    assert champion_of(url) == 3
     assert _changes(url) == [(1, None, "promote", "promotion gate"), (3, 1, "promote", "promotion gate")]
 
 

@@ -6,6 +6,7 @@ import shutil
 
 import psycopg
 import pytest
+from conftest import champion_of
 
 from painting_ml.core import db
 from painting_ml.core.settings import get_settings
@@ -35,12 +36,6 @@ def runs(clean_db):
     return clean_db
 
 
-def _champion(url):
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT run_id FROM champion").fetchone()
-        return row[0] if row else None
-
-
 def _moves(url):
     return [(c.action, c.run_id, c.previous_run_id, c.who, c.why) for c in reversed(champion_history(url))]
 
@@ -51,14 +46,14 @@ def test_set_and_rollback_move_the_pointer_and_are_recorded_with_who_and_why(run
     d3 = promote(3, 5, url)  # the gate: 3 beats 1
     assert d3.promoted
     change = set_champion(2, "alice", "run 3 misattributes the Rembrandt school", url)
-    assert (change.run_id, change.previous_run_id, change.action) == (2, 3, "set") and _champion(url) == 2
+    assert (change.run_id, change.previous_run_id, change.action) == (2, 3, "set") and champion_of(url) == 2
     back = rollback_champion("bob", "run 2 was a mistake", url)
-    assert (back.run_id, back.previous_run_id, back.action) == (3, 2, "rollback") and _champion(url) == 3
+    assert (back.run_id, back.previous_run_id, back.action) == (3, 2, "rollback") and champion_of(url) == 3
     # A second rollback walks further back (a rollback's own row is skipped): 3 was promoted over 1.
-    assert rollback_champion("bob", "3 is no better", url).run_id == 1 and _champion(url) == 1
+    assert rollback_champion("bob", "3 is no better", url).run_id == 1 and champion_of(url) == 1
     with pytest.raises(RegistryError, match="champion run 1 has no earlier champion in the history"):
         rollback_champion("bob", "again", url)
-    assert _champion(url) == 1  # the failed rollback changed nothing
+    assert champion_of(url) == 1  # the failed rollback changed nothing
     gate_why = "; ".join(d3.reasons)
     assert _moves(url) == [
         ("promote", 1, None, "promotion gate", "no champion yet: the first evaluated model becomes champion"),
@@ -99,7 +94,7 @@ def test_the_gate_compares_against_a_champion_set_by_hand(runs):
     url = runs
     set_champion(3, "alice", "best so far", url)
     d1 = promote(1, 5, url)  # 0.60 < 0.70 of the hand-set champion
-    assert not d1.promoted and d1.champion_run_id == 3 and _champion(url) == 3
+    assert not d1.promoted and d1.champion_run_id == 3 and champion_of(url) == 3
     # A run set by hand and then put through the gate is judged on the floor, and no move is recorded.
     d3 = promote(3, 5, url, min_macro_f1=0.3)
     assert d3.promoted and "already champion" in d3.reasons[0]
@@ -120,7 +115,7 @@ def test_a_hand_set_while_the_gate_compares_makes_the_gate_compare_again(runs, m
 
     monkeypatch.setattr(promotion, "_gather", gather_then_someone_sets)
     d1 = promote(1, 5, url)
-    assert calls == [2, 3] and d1.champion_run_id == 3 and not d1.promoted and _champion(url) == 3
+    assert calls == [2, 3] and d1.champion_run_id == 3 and not d1.promoted and champion_of(url) == 3
 
 
 # --- the CLI ------------------------------------------------------------------------------------
@@ -154,7 +149,7 @@ def test_champion_cli_shows_sets_and_rolls_back(runs, capsys, monkeypatch):
     assert main(["champion", "--json", "--limit", "1"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["champion"]["run_id"] == 1 and [h["action"] for h in shown["history"]] == ["rollback"]
-    assert _champion(runs) == 1
+    assert champion_of(runs) == 1
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -174,7 +169,7 @@ def test_champion_cli_user_errors_are_one_line(runs, capsys, argv, expected):
 
     assert main(argv) == 2
     _one_line_error(capsys, *expected)
-    assert _champion(runs) is None and champion_history(runs) == []
+    assert champion_of(runs) is None and champion_history(runs) == []
 
 
 def test_without_a_login_name_the_cli_asks_for_who(runs, capsys, monkeypatch):

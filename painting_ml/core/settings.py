@@ -152,29 +152,21 @@ def available_cores() -> int:
 
 
 def _workers() -> int:
-    raw = os.environ.get("PAINTING_WORKERS")
-    if raw in (None, ""):
-        return available_cores()
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"PAINTING_WORKERS={raw!r} is not a whole number; use 1 or more "
-                          f"(unset: the {available_cores()} cores this process may use)") from None
-    if value < 1:
-        raise ConfigError(f"PAINTING_WORKERS={raw!r} must be at least 1")
-    return value
+    return _count("PAINTING_WORKERS", available_cores(), minimum=1,
+                  unset=f" (unset: the {available_cores()} cores this process may use)")
 
 
-def _count(name: str, default: int) -> int:
+def _count(name: str, default: int, minimum: int = 0, unset: str = "") -> int:
+    """A whole-number variable of at least ``minimum``; ``default`` when unset or empty."""
     raw = os.environ.get(name)
     if raw in (None, ""):
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number; use 0 or more") from None
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r} is negative; use 0 or more")
+        raise ConfigError(f"{name}={raw!r} is not a whole number; use {minimum} or more{unset}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}{unset}")
     return value
 
 
