@@ -2,7 +2,6 @@
 real PostgreSQL, on a tiny generated set; then the metric rows and mosaic files are checked."""
 
 import json
-from pathlib import Path
 
 import psycopg
 import pytest
