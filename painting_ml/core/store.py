@@ -20,7 +20,7 @@ import os
 import posixpath
 import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -194,6 +194,14 @@ class ArtifactStore:
         if self.is_local:
             return self.local_path(key).is_file()
         return self._fs.isfile(self._remote(key))
+
+    def presence(self, prefix: str) -> Callable[[str], bool]:
+        """A cheap "is this key under ``prefix`` in the store?" for checking many keys: one
+        listing of ``prefix`` for a remote store (not one request per key), a stat for the local one."""
+        if self.is_local:
+            return lambda key: self.local_path(key).is_file()
+        listed = set(self.list(prefix))
+        return listed.__contains__
 
     def modified(self, key: str) -> float:
         """When ``key`` was last written (POSIX seconds); FileNotFoundError when it is not there."""

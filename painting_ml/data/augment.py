@@ -108,10 +108,7 @@ def augment_version(version_id: int, transforms: tuple[str, ...], long_side: int
     # record the new files in one short transaction.
     with db.connect(url) as conn:
         existing = db.fetch_dicts(conn, db.sql("augment", "existing"), {"id": version_id})
-    present = None if store.is_local else set(store.list("augmented/by_source"))
-
-    def in_store(key: str) -> bool:
-        return store.local_path(key).is_file() if present is None else key in present
+    in_store = store.presence("augmented/by_source")
 
     done = {(r["source_filename"], r["transform"]) for r in existing
             if r["source_filename"] in derived and in_store(r["path"])

@@ -16,13 +16,13 @@ read these copies, never the originals.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from painting_ml.core import db
+from painting_ml.core.artifacts import file_sha256
 from painting_ml.core.errors import DataError
 from painting_ml.core.files import write_atomic
 from painting_ml.core.parallel import map_in_chunks
@@ -41,14 +41,6 @@ QUALITY = 90
 def long_side_for(image_size: int) -> int:
     """The working size of the copies a run of ``image_size`` px reads: 2× (crop and zoom room)."""
     return 2 * int(image_size)
-
-
-def source_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def derived_key(sha: str, long_side: int) -> str:
@@ -75,17 +67,14 @@ def derive_items(items: Sequence[DatasetItem], long_side: int, url: str | None =
         known = {(r["data_root"], r["rel_path"]): r for r in db.fetch_dicts(
             conn, db.sql("derived", "known"), {"side": long_side,
                                                "roots": sorted({i.data_root for i in items if i.data_root})})}
-    present = None if store.is_local else set(store.list(f"derived/{RECIPE}-{long_side}"))
-
-    def in_store(key: str) -> bool:
-        return store.local_path(key).is_file() if present is None else key in present
+    in_store = store.presence(f"derived/{RECIPE}-{long_side}")
 
     def one(item: DatasetItem) -> dict | None:
         st = os.stat(item.path)
         row = known.get((item.data_root, item.rel_path))
         if row and row["size_bytes"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns and in_store(row["key"]):
             return None
-        sha = source_sha256(item.path)
+        sha = file_sha256(item.path)[1]
         key = derived_key(sha, long_side)
         if not in_store(key):
             target = store.local_path(key)
@@ -100,7 +89,8 @@ def derive_items(items: Sequence[DatasetItem], long_side: int, url: str | None =
         with db.connect(url) as conn, conn.cursor() as cur:
             cur.executemany(db.sql("derived", "upsert"), rows)
     log.info("image cache at %d px: %d of %d paintings (re)made", long_side, len(rows), len(todo))
-    return cached_keys(items, long_side, url)
+    by_path = {path: row["key"] for path, row in known.items()} | {(r["root"], r["rel"]): r["key"] for r in rows}
+    return _keys_of(items, by_path)
 
 
 def cached_keys(items: Sequence[DatasetItem], long_side: int, url: str | None = None) -> dict[str, str]:
@@ -108,7 +98,10 @@ def cached_keys(items: Sequence[DatasetItem], long_side: int, url: str | None = 
     with db.connect(url) as conn:
         rows = db.fetch_dicts(conn, db.sql("derived", "known"), {
             "side": long_side, "roots": sorted({i.data_root for i in items if i.data_root})})
-    by_path = {(r["data_root"], r["rel_path"]): r["key"] for r in rows}
+    return _keys_of(items, {(r["data_root"], r["rel_path"]): r["key"] for r in rows})
+
+
+def _keys_of(items: Sequence[DatasetItem], by_path: dict[tuple[str, str], str]) -> dict[str, str]:
     return {i.filename: by_path[(i.data_root, i.rel_path)] for i in items if (i.data_root, i.rel_path) in by_path}
 
 
