@@ -1,5 +1,6 @@
 """The training-resolution image cache (painting_ml.data.derived)."""
 
+import os
 import shutil
 
 import pytest
@@ -59,3 +60,11 @@ def test_copies_are_keys_in_the_store_not_host_paths(clean_db, version):
     keys = derived.derive_items(items[:3], 32, clean_db)
     store = get_store()
     assert all(k.startswith("derived/") and store.exists(k) for k in keys.values())
+
+
+def test_a_painting_removed_after_ingest_is_one_clear_error(clean_db, version):
+    _, v = version
+    _, items = load_items(v, clean_db)
+    os.remove(items[0].path)
+    with pytest.raises(DataError, match=rf"{items[0].filename} .*is gone since the last ingest; rerun the ingest"):
+        derived.derive_items(items, 36, clean_db)

@@ -70,7 +70,12 @@ def derive_items(items: Sequence[DatasetItem], long_side: int, url: str | None =
     in_store = store.presence(f"derived/{RECIPE}-{long_side}")
 
     def one(item: DatasetItem) -> dict | None:
-        st = os.stat(item.path)
+        try:
+            st = os.stat(item.path)
+        except FileNotFoundError:
+            raise DataError(f"{item.path} (painting {item.filename} of this dataset version) is gone since the last "
+                            "ingest; rerun the ingest (painting_ingest or `painting-ml ingest`) so the catalog marks it "
+                            "gone, then retrain") from None
         row = known.get((item.data_root, item.rel_path))
         if row and row["size_bytes"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns and in_store(row["key"]):
             return None
