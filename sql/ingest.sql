@@ -9,6 +9,13 @@ COPY staging_paintings (filename, artist, title, style, genre, date, source, art
                         reduced_path)
 FROM STDIN (FORMAT BINARY);
 
+-- name: copy_paintings
+-- A root's first load: no row of it exists to update or mark gone, so the rows go straight in.
+COPY paintings (filename, artist, title, style, genre, date, source, artist_group, in_train,
+                meta_width, meta_height, size_bytes, data_root, rel_path, width, height, mode, source_csv,
+                reduced_path)
+FROM STDIN (FORMAT BINARY);
+
 -- name: column_types
 -- The type of each named column of a table, in the order named: a binary COPY sends values typed.
 SELECT a.atttypid::int AS oid

@@ -463,16 +463,23 @@ def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str, ro
     # insert is all there is, and its row count is the total. Checked under the ingest lock.
     first = (not db.fetch_one(conn, db.sql("ingest", "root_has_rows"), {"root": root})["has_rows"]
              and all(row[_ROOT] == root for row in good))
-    conn.execute(db.sql("ingest", "create_staging"))
+    # In primary-key order (code-point order is the key's order under a C collation), the inserts
+    # take the B-tree's rightmost-page fast path instead of a descent per row (~1/4 of a 100k load).
+    good = sorted(good, key=_by_filename)
     with conn.cursor() as cur:
-        # In primary-key order, the inserts below take the B-tree's rightmost-page fast path
-        # instead of a descent with a collation-aware comparison per level (~1/4 of a 100k load).
-        _copy(cur, "copy_staging", "staging_paintings", PAINTING_COLUMNS, sorted(good, key=_by_filename))
-        cur.execute(db.sql("ingest", "analyze_staging"))
-        if not first:
+        if first:
+            # Nothing to compare against: COPY straight into the catalog. The server inserts while
+            # the client is still encoding rows (a staging table would serialise the two, and write
+            # every row twice). File names are unique here: a second CSV line of a name is a reject.
+            _copy(cur, "copy_paintings", "paintings", PAINTING_COLUMNS, good)
+            inserted = len(good)
+        else:
+            conn.execute(db.sql("ingest", "create_staging"))
+            _copy(cur, "copy_staging", "staging_paintings", PAINTING_COLUMNS, good)
+            cur.execute(db.sql("ingest", "analyze_staging"))
             cur.execute(db.sql("ingest", "update_paintings"))
-        cur.execute(db.sql("ingest", "insert_new_paintings"))
-        inserted = cur.rowcount
+            cur.execute(db.sql("ingest", "insert_new_paintings"))
+            inserted = cur.rowcount
         gone = 0
         if not first:
             if gone_names is None:
