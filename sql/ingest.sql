@@ -105,13 +105,15 @@ ON CONFLICT (data_root) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, files 
 
 -- name: manifest
 -- The per-file manifest of a root (what each file's last probe found), read before probing. It
--- counts only while the root has catalog rows, so an emptied catalog is probed afresh.
+-- counts only while the root has catalog rows, so an emptied catalog is probed afresh. The EXISTS
+-- tests name the root, not f.data_root: uncorrelated, each runs once (a one-time filter) instead of
+-- once per manifest row (0.6 s of the server's time at 100k rows).
 SELECT f.rel_path, f.size_bytes, f.mtime_ns, f.row_hash, f.recipe, f.width, f.height, f.mode,
        f.reason, f.detail, f.reduced_path
 FROM ingest_files f
 WHERE f.data_root = %(root)s
-  AND (EXISTS (SELECT 1 FROM paintings p WHERE p.data_root = f.data_root)
-       OR EXISTS (SELECT 1 FROM rejects r WHERE r.data_root = f.data_root));
+  AND (EXISTS (SELECT 1 FROM paintings p WHERE p.data_root = %(root)s)
+       OR EXISTS (SELECT 1 FROM rejects r WHERE r.data_root = %(root)s));
 
 -- name: create_staging_files
 CREATE TEMP TABLE staging_files (LIKE ingest_files INCLUDING DEFAULTS) ON COMMIT DROP;

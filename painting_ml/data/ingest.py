@@ -175,6 +175,9 @@ def read_metadata(data_dir: Path) -> tuple[list[CsvRow], str]:
             raise DataError(f"{path} lacks column(s) {', '.join(sorted(missing))} (has: "
                             f"{', '.join(header)}); is it comma-separated with a header row?")
         columns = [rename.get(h, h) for h in header]
+        # Optional columns the file lacks are read as empty: every row's fields have the same keys.
+        absent = [col for col in OPTIONAL_COLUMNS if col not in columns]
+        keys, blanks = columns + absent, [""] * len(absent)
         rows: list[CsvRow] = []
         file_line = reader.line_num + 1
         for record in reader:
@@ -187,10 +190,7 @@ def read_metadata(data_dir: Path) -> tuple[list[CsvRow], str]:
                     "wrong_field_count",
                     f"file line {start}: {len(record)} fields, the header has {len(columns)}")))
                 continue
-            fields = dict(zip(columns, record))
-            for col in OPTIONAL_COLUMNS:
-                fields.setdefault(col, "")
-            rows.append(CsvRow(line_no, start, fields))
+            rows.append(CsvRow(line_no, start, dict(zip(keys, record + blanks))))
     except csv.Error as exc:
         raise DataError(f"{path} cannot be read as CSV at file line {reader.line_num} ({exc}); "
                         "re-export it as comma-separated UTF-8") from None
@@ -232,9 +232,9 @@ def _whole_number(col: str, value: str) -> tuple[int | None, str | None]:
 
 def _row_values(fields: dict[str, str]) -> tuple[dict[str, int | None], str | None]:
     """The row's numbers, or why one of its values cannot be stored."""
-    for col, value in fields.items():
-        if "\x00" in value:
-            return {}, f"{col} contains a NUL byte"
+    if "\x00" in "".join(fields.values()):  # one scan per row; the column is looked up only then
+        col = next(c for c, value in fields.items() if "\x00" in value)
+        return {}, f"{col} contains a NUL byte"
     numbers = {}
     for col in _INT_COLUMNS:
         numbers[col], problem = _whole_number(col, fields[col])
