@@ -291,7 +291,8 @@ def main() -> None:
         show("unchanged re-ingest", same, "skipped (fingerprint)" if same["out"] is None else "NOT skipped")
         change_one_file(data)
         one = run_step("ingest", data, url, args.workers, args.in_process)
-        show("one file changed", one, f"{one['out']['probed']} decoded, {one['out']['loaded']:,} rows loaded")
+        show("one file changed", one, f"{one['out']['probed']} decoded, {one['out']['changed_rows']} CSV rows changed, "
+             f"{one['out']['loaded']:,} usable")
         # Alternated and repeated (median): a shared machine's free cores change from minute to minute.
         runs: dict[int, list[dict]] = {1: [], args.workers: []}
         for _ in range(args.repeats):
