@@ -323,7 +323,8 @@ def main() -> None:
             show(f"input epoch 224 px, {source}", r, f"{r['out']['img_s']:,.0f} img/s over {r['out']['images']} "
                  f"paintings (median of {args.repeats})")
     print(f"(ceiling: {effective_cores(args.workers):.2f} cores for {args.workers} busy processes now)")
-    print(f"RATIO ingest pool {args.workers}/1 workers: {full[1]['seconds'] / full[args.workers]['seconds']:.2f}x; "
+    thumbs = "" if args.realistic else " (thumbnails: ingest probes them on one thread whatever the pool size, see THREADS_FROM_BYTES)"
+    print(f"RATIO ingest pool {args.workers}/1 workers: {full[1]['seconds'] / full[args.workers]['seconds']:.2f}x{thumbs}; "
           f"augmentation pool {args.workers}/1: {aug[1]['seconds'] / aug[args.workers]['seconds']:.2f}x")
     cold = epochs["originals"]["seconds"] / epochs["cache"]["seconds"]
     print(f"RATIO input epoch cold from the image cache / from the originals: {cold:.2f}x (target >= 4 with "

@@ -667,3 +667,32 @@ def test_a_converted_copy_that_went_away_is_made_again(clean_db, tmp_path, monke
     assert catalog.ingest(data, clean_db).probed == 1 and calls == ["1.jpg"] and Path(reduced).is_file()
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60_000)  # another pixel limit: every outcome may differ
     assert catalog.ingest(data, clean_db).probed == 2
+
+
+def test_probe_pool_only_for_images_worth_a_thread(tmp_path, monkeypatch):
+    """Thumbnails are probed on one thread (a second only fights for the GIL); real-sized files
+    get the configured pool. The choice follows the median size of the files to probe."""
+    from painting_ml.data import ingest as catalog
+
+    small, big = (1_000, 0), (400_000, 0)
+    assert catalog._probe_workers(4, [small] * 9 + [big]) == 1
+    assert catalog._probe_workers(4, [big] * 6 + [small] * 4) == 4
+    assert catalog._probe_workers(4, [None, None]) == 4  # nothing known: the configured pool
+    assert catalog._probe_workers(4, []) == 4
+
+    seen = []
+    monkeypatch.setattr(catalog, "probe_all", lambda paths, workers, copies: seen.append(workers) or
+                        [catalog.ImageProbe(width=8, height=8, mode="RGB", reason="", detail="", reduced_path=None)
+                         for _ in paths])
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    rows = ["artist,new_filename"]
+    for i in range(3):
+        (data / "train" / f"{i}.jpg").write_bytes(b"\xff" * 20_000)  # sized like a 320 px JPEG
+        rows.append(f"A,{i}.jpg")
+    (data / "all_data_info.csv").write_text("\n".join(rows) + "\n")
+    catalog.plan_ingest(data, workers=3)
+    (data / "train" / "0.jpg").write_bytes(b"\xff" * 500)
+    (data / "train" / "1.jpg").write_bytes(b"\xff" * 500)
+    catalog.plan_ingest(data, workers=3)
+    assert seen == [3, 1]
