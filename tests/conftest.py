@@ -23,6 +23,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
+def _retrain_cron_far_from_now() -> str:
+    """A weekly PAINTING_RETRAIN_CRON whose last point is 3.5-4 days ago and next 2.5-3 days ahead.
+
+    On unpause, Airflow schedules a DAG's most recent past cron point when it fired within a tenth
+    of the cron's interval (16.8 h for the weekly default, Monday 03:00 UTC): tests that unpause
+    painting_retrain on a Monday morning would get a scheduled run with the production recipe
+    beside their own manual ones."""
+    from datetime import datetime, timezone
+
+    cron_weekday = (datetime.now(timezone.utc).weekday() + 1 + 3) % 7  # cron: 0 = Sunday
+    return f"0 12 * * {cron_weekday}"
+
+
+os.environ.setdefault("PAINTING_RETRAIN_CRON", _retrain_cron_far_from_now())
+
+
 @pytest.fixture(scope="session")
 def painting_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("painting_home")

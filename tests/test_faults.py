@@ -74,27 +74,47 @@ def test_killed_training_resumes_from_its_checkpoint(clean_db, tiny_data, painti
     assert json.loads(ev.stdout.strip().splitlines()[-1])["run_id"] == run_id
 
 
-def test_connection_dropped_during_ingest_rolls_back_and_retry_succeeds(clean_db, tiny_data, monkeypatch):
+def _drop_connection_at(monkeypatch, statement: str):
+    """Make the named statement of sql/ingest.sql kill its own connection first, exactly as a
+    server restart or network cut would, mid-transaction. Returns the undo."""
     real_sql = db.sql
 
     def dying_sql(file, key):
         text = real_sql(file, key)
-        if (file, key) == ("ingest", "insert_new_paintings"):
-            # the staging COPY and the update already ran in this transaction; now the server
-            # drops the connection, exactly as a restart or network cut would
+        if (file, key) == ("ingest", statement):
             return "SELECT pg_terminate_backend(pg_backend_pid());\n" + text
         return text
 
     monkeypatch.setattr(db, "sql", dying_sql)
+    return lambda: monkeypatch.setattr(db, "sql", real_sql)
+
+
+def _counts(url: str) -> tuple[int, int, int]:
+    with psycopg.connect(url) as conn:
+        return tuple(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                     for t in ("paintings", "rejects", "ingest_files"))
+
+
+def test_connection_dropped_during_ingest_rolls_back_and_retry_succeeds(clean_db, tiny_data, monkeypatch):
+    # A first load: the catalog COPY and the rejects already ran in this transaction when the
+    # manifest's staging table is made.
+    undo = _drop_connection_at(monkeypatch, "create_staging_files")
     with pytest.raises(DatabaseError, match="rolled back, nothing was half-written"):
         catalog.ingest(tiny_data, clean_db)
-    with psycopg.connect(clean_db) as conn:
-        assert conn.execute("SELECT count(*) FROM paintings").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM rejects").fetchone()[0] == 0
-    monkeypatch.setattr(db, "sql", real_sql)
+    assert _counts(clean_db) == (0, 0, 0)
+    undo()
     summary = catalog.ingest(tiny_data, clean_db)
-    with psycopg.connect(clean_db) as conn:
-        assert conn.execute("SELECT count(*) FROM paintings").fetchone()[0] == summary.loaded > 0
+    after = _counts(clean_db)
+    assert after[0] == summary.loaded > 0 and after[1] == summary.rejected > 0
+
+    # A re-ingest (the staging path): the staging COPY and the update ran, the insert is cut off.
+    undo = _drop_connection_at(monkeypatch, "insert_new_paintings")
+    with pytest.raises(DatabaseError, match="rolled back, nothing was half-written"):
+        catalog.ingest(tiny_data, clean_db, full=True)
+    assert _counts(clean_db) == after
+    undo()
+    assert catalog.ingest(tiny_data, clean_db, full=True).loaded == summary.loaded
+    assert _counts(clean_db) == after
 
 
 def test_atomic_image_write_leaves_nothing_on_failure(tmp_path):
