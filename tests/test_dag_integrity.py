@@ -10,7 +10,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _airflow_python(code: str, tmp_path) -> dict:
-    env = dict(os.environ, AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    # The product's default schedules, not the one conftest sets for the tests that run a scheduler.
+    env = {k: v for k, v in os.environ.items() if k != "PAINTING_RETRAIN_CRON"}
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
                AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
                # An unreachable database proves that parsing needs none.
                PAINTING_DB_URL="postgresql://nobody@127.0.0.1:1/none")
