@@ -47,16 +47,16 @@ def make_images(folder: Path, n: int, width: int = 512, height: int = 384) -> li
 
 def make_cache(paths: list[str], folder: Path) -> tuple[list[str], float]:
     """The image cache's copies of ``paths`` (long side 448, as for 224 px training), made with
-    the function the augment step uses, in a pool like it; (paths, seconds it took)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    the function and the pool the augment step uses; (paths, seconds it took)."""
+    from painting_ml.core.parallel import map_in_chunks
+    from painting_ml.core.settings import get_settings
     from painting_ml.data.derived import long_side_for, write_copy
 
     side = long_side_for(SIZE)
     targets = [folder / f"{Path(p).stem}.jpg" for p in paths]
     t = time.perf_counter()
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
-        list(pool.map(lambda st: write_copy(st[0], st[1], side), zip(paths, targets)))
+    map_in_chunks(lambda st: write_copy(st[0], st[1], side), list(zip(paths, targets)), get_settings().workers, 8,
+                  "image cache")
     return [str(p) for p in targets], time.perf_counter() - t
 
 

@@ -462,7 +462,8 @@ def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str, ro
     """Make the catalog of ``root`` mirror the folder, inside the caller's transaction (all or
     nothing): COPY ``good`` into a staging table, rewrite changed rows, insert new ones, mark the
     root's rows that are no longer good as gone (deleting those no dataset version references),
-    and replace the root's rejects. Other roots' rows are never touched.
+    and replace the root's rejects. Other roots' rows are never touched. A root's first load
+    (no row of it yet) COPYs ``good`` straight into the catalog instead.
 
     ``gone_names``: an incremental load: ``good`` holds only the new or changed rows, and the rows
     to mark gone are these file names (instead of every row of the root not in ``good``).
@@ -485,16 +486,12 @@ def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str, ro
             # the client is still encoding rows (a staging table would serialise the two, and write
             # every row twice). File names are unique here: a second CSV line of a name is a reject.
             _copy(cur, "copy_paintings", "paintings", PAINTING_COLUMNS, good)
-            inserted = len(good)
         else:
             conn.execute(db.sql("ingest", "create_staging"))
             _copy(cur, "copy_staging", "staging_paintings", PAINTING_COLUMNS, good)
             cur.execute(db.sql("ingest", "analyze_staging"))
             cur.execute(db.sql("ingest", "update_paintings"))
             cur.execute(db.sql("ingest", "insert_new_paintings"))
-            inserted = cur.rowcount
-        gone = 0
-        if not first:
             if gone_names is None:
                 cur.execute(db.sql("ingest", "mark_gone"), {"root": root})
             else:
@@ -505,7 +502,7 @@ def load_rows(conn, good: list[tuple], rejects: list[tuple], source_csv: str, ro
         cur.execute(db.sql("ingest", "delete_rejects"), {"root": root})
         _copy(cur, "copy_rejects", "rejects", REJECT_COLUMNS, rejects)
         if first:
-            return {"paintings_total": inserted, "rejects_total": len(rejects), "gone": 0}
+            return {"paintings_total": len(good), "rejects_total": len(rejects), "gone": 0}
         cur.execute(db.sql("ingest", "counts"), {"root": root})
         totals = cur.fetchone()
     return {"paintings_total": int(totals["paintings_total"]), "rejects_total": int(totals["rejects_total"]),
