@@ -41,7 +41,8 @@ def painting_jpegs(folder: Path, n: int, width: int, height: int, style_seed: in
     for i in range(n):
         p = folder / f"{i}.jpg"
         if not p.exists():
-            paint(styles[i % 8], GENRES[i % 4], width, height, np.random.default_rng([image_seed, i])).save(p, quality=90)
+            img = paint(styles[i % 8], GENRES[i % 4], width, height, np.random.default_rng([image_seed, i]))
+            img.save(p, quality=90)
         paths.append(str(p))
     return paths
 

@@ -17,13 +17,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("WANDB_MODE", "disabled")
-from _common import machine, scratch_database  # noqa: E402
+from _common import machine, scratch_database  # noqa: E402 - imported after the environment above is set
 
 RUNS = [
     ("resnet50", ("artist",)),
     ("resnet18", ("artist",)),
     ("resnet50", ("artist", "style", "genre")),
 ]
+
+
+def fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def main() -> None:
@@ -39,8 +43,8 @@ def main() -> None:
 
         reload_settings()
         from painting_ml.core.config import CPU_DEMO, RunConfig
-        from painting_ml.pipeline import run_all
         from painting_ml.data.synth import generate
+        from painting_ml.pipeline import run_all
 
         data = Path(tmp) / "data"
         generate(data, artists=args.artists, per_artist=args.per_artist, size=96, seed=0)
@@ -62,7 +66,6 @@ def main() -> None:
         for backbone, targets, s, secs in rows:
             t = s["targets"]
             v = s["verification"]
-            fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
             print(f"| {backbone} | {targets} | {s['test_accuracy']:.3f} | {s['top3_accuracy']:.3f} | "
                   f"{s['macro_f1']:.3f} | {fmt(t.get('style', {}).get('accuracy'))} | "
                   f"{fmt(t.get('genre', {}).get('accuracy'))} | {fmt(s['open_set']['auroc'])} | "

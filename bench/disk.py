@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("WANDB_MODE", "offline")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import machine, scratch_database  # noqa: E402
+from _common import machine, scratch_database  # noqa: E402 - imported after the environment and sys.path above are set
 
 SWEEP = (("adam", 1), ("rmsprop", 2), ("sgd", 3))
 

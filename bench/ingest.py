@@ -22,15 +22,19 @@ import time
 from _common import machine, scratch_database
 
 
-def make_rows(n: int) -> list[tuple]:
-    """Rows in catalog.PAINTING_COLUMNS order, with Kaggle-like values (commas, quotes, accents)."""
+def make_rows(n: int) -> list:
+    """Catalog rows with Kaggle-like values (commas, quotes, accents)."""
+    from painting_ml.data.ingest import CatalogRow
+
     rows = []
     for i in range(n):
-        rows.append((
-            f"{i + 1}.jpg", f"Artist Ñº{i % 2300}", f'Study of "Light", No. {i % 97}', "Impressionism",
-            "landscape", f"c.{1800 + i % 200}", "wikiart", "train_and_test", i % 5 != 0, 1200 + i % 800,
-            900 + i % 600, 150_000 + i, "/data/painter-by-numbers", f"train_{i % 9 + 1}/{i + 1}.jpg",
-            1200 + i % 800, 900 + i % 600, "RGB", "all_data_info.csv", None,
+        rows.append(CatalogRow(
+            filename=f"{i + 1}.jpg", artist=f"Artist Ñº{i % 2300}", title=f'Study of "Light", No. {i % 97}',
+            style="Impressionism", genre="landscape", date=f"c.{1800 + i % 200}", source="wikiart",
+            artist_group="train_and_test", in_train=i % 5 != 0, meta_width=1200 + i % 800,
+            meta_height=900 + i % 600, size_bytes=150_000 + i, data_root="/data/painter-by-numbers",
+            rel_path=f"train_{i % 9 + 1}/{i + 1}.jpg", width=1200 + i % 800, height=900 + i % 600, mode="RGB",
+            source_csv="all_data_info.csv", reduced_path=None,
         ))
     return rows
 
@@ -40,8 +44,8 @@ def main() -> None:
     import psycopg
     import sqlalchemy
 
-    from painting_ml.data import ingest as catalog
     from painting_ml.core import db
+    from painting_ml.data import ingest as catalog
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000)
@@ -49,7 +53,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     rows = make_rows(args.rows)
-    cols = catalog.PAINTING_COLUMNS
+    cols = list(catalog.PAINTING_COLUMNS)
     print(f"{args.rows} rows shaped like all_data_info.csv; {machine()}", flush=True)
 
     copy_s, again_s, row_s = [], [], []
@@ -67,7 +71,8 @@ def main() -> None:
 
             t = time.perf_counter()
             with db.connect(url) as conn:
-                total = catalog.load_rows(conn, rows, [], "all_data_info.csv", "/data/painter-by-numbers")["paintings_total"]
+                totals = catalog.load_rows(conn, rows, [], "all_data_info.csv", "/data/painter-by-numbers")
+            total = totals.paintings_total
             again_s.append(time.perf_counter() - t)
             assert total == args.rows, "re-ingest changed the row count"
 
@@ -96,7 +101,7 @@ def main() -> None:
         engine.dispose()
         print(f"pandas.to_sql (once):       {args.rows / pandas_s:10,.0f} rows/s ({pandas_s:.2f} s)", flush=True)
 
-    ratios = [r / c for r, c in zip(row_s, copy_s)]
+    ratios = [r / c for r, c in zip(row_s, copy_s, strict=True)]
     copy_m, again_m = statistics.median(copy_s), statistics.median(again_s)
     print(f"RATIO COPY/row-by-row per round {', '.join(f'{x:.1f}x' for x in ratios)}; "
           f"median {statistics.median(ratios):.1f}x (target >= 20x), COPY/to_sql {pandas_s / copy_m:.1f}x; "

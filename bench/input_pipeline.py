@@ -8,8 +8,9 @@ what training runs: painting_ml.data.inputs.make_dataset (parallel decode, one r
 prefetch) over the training-resolution image cache (painting_ml.data.derived: each painting decoded
 once into a 448 px copy; that one-time cost is printed, and also charged to the ratio's first run),
 followed by the fused RandomAffine layer the model runs in training — its cost is counted here.
-``--project-source originals`` runs the project path on the originals instead (no image cache). The naive port (same tf.data path, Keras' five stacked augmentation layers)
-is printed for reference (once). With ``--rss``, peak RSS of the project's path is measured in fresh
+``--project-source originals`` runs the project path on the originals instead (no image cache).
+The naive port (same tf.data path, Keras' five stacked augmentation layers) is printed for
+reference (once). With ``--rss``, peak RSS of the project's path is measured in fresh
 processes on 1× and 4× the images.
 
 The two paths run alternately ``--runs`` times (default 3) in one invocation, so both see the same
@@ -35,7 +36,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import painting_jpegs  # noqa: E402
+from _common import painting_jpegs  # noqa: E402 - imported after the environment and sys.path above are set
 
 SIZE, BATCH = 224, 32
 
@@ -55,8 +56,8 @@ def make_cache(paths: list[str], folder: Path) -> tuple[list[str], float]:
     side = long_side_for(SIZE)
     targets = [folder / f"{Path(p).stem}.jpg" for p in paths]
     t = time.perf_counter()
-    map_in_chunks(lambda st: write_copy(st[0], st[1], side), list(zip(paths, targets)), get_settings().workers, 8,
-                  "image cache")
+    jobs = list(zip(paths, targets, strict=True))
+    map_in_chunks(lambda st: write_copy(st[0], st[1], side), jobs, get_settings().workers, 8, "image cache")
     return [str(p) for p in targets], time.perf_counter() - t
 
 
@@ -178,7 +179,8 @@ def main() -> None:
     if not args.no_stacked:
         with tempfile.TemporaryDirectory() as cache:
             naive = run_project(ours_paths, args.epochs, cache, stacked=True)
-        print(f"naive port (tf.data + 5 stacked Keras layers), once: epochs {[round(r) for r in naive]} img/s", flush=True)
+        print(f"naive port (tf.data + 5 stacked Keras layers), once: epochs {[round(r) for r in naive]} img/s",
+              flush=True)
     if args.rss:
         rss1 = peak_rss(args.images, 2, work)
         rss4 = peak_rss(args.images * 4, 2, work)

@@ -23,7 +23,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import painting_jpegs  # noqa: E402
+from _common import painting_jpegs  # noqa: E402 - imported after the environment and sys.path above are set
+
 SIZE = 128
 
 
@@ -77,7 +78,8 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--child", str(n), "--model", args.model, "--folder",
                               str(folder)], capture_output=True, text=True, check=True)
         rss[n] = json.loads(out.stdout.strip().splitlines()[-1])["maxrss_mb"]
-        print(f"{n:6d} images at {SIZE}px, one training epoch ({args.model} model): peak RSS {rss[n]:.0f} MB", flush=True)
+        print(f"{n:6d} images at {SIZE}px, one training epoch ({args.model} model): peak RSS {rss[n]:.0f} MB",
+              flush=True)
     small, large = rss[sizes[0]], rss[sizes[-1]]
     print(f"RATIO peak RSS {sizes[-1]} / {sizes[0]} images: {large / small:.2f} (target <= 1.15; "
           f"largest {max(rss.values()) / 1024:.2f} GB, target <= 3 GB)")

@@ -198,7 +198,7 @@ def _input_epoch(name: str, url: str, workers: int) -> dict:
         ds = make_dataset(paths, [i.label for i in items], image_size=224, batch_size=32, shuffle=True, seed=0,
                           cache="disk" if source == "warm" else "none", cache_dir=tmp)
         epochs = 2 if source == "warm" else 1
-        for e in range(epochs):
+        for _ in range(epochs):
             t = time.perf_counter()
             images = sum(int(x.shape[0]) for x, _ in ds)
             seconds = time.perf_counter() - t
@@ -323,14 +323,16 @@ def main() -> None:
             show(f"input epoch 224 px, {source}", r, f"{r['out']['img_s']:,.0f} img/s over {r['out']['images']} "
                  f"paintings (median of {args.repeats})")
     print(f"(ceiling: {effective_cores(args.workers):.2f} cores for {args.workers} busy processes now)")
-    thumbs = "" if args.realistic else " (thumbnails: ingest probes them on one thread whatever the pool size, see THREADS_FROM_BYTES)"
-    print(f"RATIO ingest pool {args.workers}/1 workers: {full[1]['seconds'] / full[args.workers]['seconds']:.2f}x{thumbs}; "
+    thumbs = "" if args.realistic else (" (thumbnails: ingest probes them on one thread whatever the pool size, "
+                                        "see THREADS_FROM_BYTES)")
+    ingest_ratio = full[1]["seconds"] / full[args.workers]["seconds"]
+    print(f"RATIO ingest pool {args.workers}/1 workers: {ingest_ratio:.2f}x{thumbs}; "
           f"augmentation pool {args.workers}/1: {aug[1]['seconds'] / aug[args.workers]['seconds']:.2f}x")
     cold = epochs["originals"]["seconds"] / epochs["cache"]["seconds"]
     print(f"RATIO input epoch cold from the image cache / from the originals: {cold:.2f}x (target >= 4 with "
           f"large originals); warm / originals: {epochs['originals']['seconds'] / epochs['warm']['seconds']:.2f}x")
-    print(f"TARGETS (at 100k rows, 2 cores; this run {rows:,} rows): first ingest {first['seconds']:.1f} s (<= 60), unchanged "
-          f"{same['seconds']:.1f} s (<= 3), one file changed {one['seconds']:.1f} s (<= 5)")
+    print(f"TARGETS (at 100k rows, 2 cores; this run {rows:,} rows): first ingest {first['seconds']:.1f} s (<= 60), "
+          f"unchanged {same['seconds']:.1f} s (<= 3), one file changed {one['seconds']:.1f} s (<= 5)")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from _common import machine  # noqa: E402
+from _common import machine  # noqa: E402 - imported after the environment above is set
 
 
 class EpochTimer:
@@ -53,8 +53,8 @@ def main() -> None:
 
     from painting_ml.core.config import RunConfig
     from painting_ml.data.inputs import make_dataset
-    from painting_ml.learn.models import compile_model, create_model
     from painting_ml.data.synth import generate
+    from painting_ml.learn.models import compile_model, create_model
 
     work = Path(tempfile.mkdtemp(prefix="pm_bench_train_"))
     generate(work, artists=8, per_artist=args.images // 8, size=128, seed=0, test_only_artists=0, broken=0)

@@ -24,8 +24,14 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from painting_ml.orchestration.notifications import alerts
-from painting_ml.orchestration.schedule import (DEFAULT_ARGS, GPU_POOL, GPU_QUEUE, PAINTING_CATALOG, PAINTING_CHAMPION,
-                                                TASK_TIMEOUT)
+from painting_ml.orchestration.schedule import (
+    DEFAULT_ARGS,
+    GPU_POOL,
+    GPU_QUEUE,
+    PAINTING_CATALOG,
+    PAINTING_CHAMPION,
+    TASK_TIMEOUT,
+)
 
 _alerts = alerts()
 
@@ -48,7 +54,7 @@ def painting_attribute():
         return migrate_step()
 
     @task
-    def export_champion(_migrated: list[str]) -> int:
+    def export_champion() -> int:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from painting_ml.pipeline import export_champion_step
@@ -71,14 +77,16 @@ def painting_attribute():
 
         return attribute_shard_step(part["run_id"], part["shard"], part["shards"])["scored"]
 
-    @task(trigger_rule="none_failed_min_one_success")
-    def finish(champion_run: int, _scored: list[int]) -> dict:
+    @task(trigger_rule="none_failed_min_one_success", multiple_outputs=False)
+    def finish(champion_run: int) -> dict:
         from painting_ml.pipeline import finish_attribution_step
 
         return finish_attribution_step(champion_run)
 
-    champion = export_champion(migrate())
-    finish(champion, score.expand(part=plan(champion)))
+    champion = export_champion()
+    migrate() >> champion
+    # mypy reads a task call's arguments as the function's; Airflow passes XComArgs, resolved at run time.
+    score.expand(part=plan(champion)) >> finish(champion)  # type: ignore[arg-type]
 
 
 painting_attribute()

@@ -42,7 +42,7 @@ _alerts = alerts(_settings)
     },
 )
 def painting_gc():
-    @task
+    @task(multiple_outputs=False)
     def collect_garbage() -> dict:
         from painting_ml.pipeline import gc_step
 

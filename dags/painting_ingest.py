@@ -13,7 +13,7 @@ so a half-copied Kaggle download never starts a full retrain. The next scheduled
 
 from __future__ import annotations
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import chain, dag, get_current_context, task
 
 from painting_ml.core.settings import get_settings
 from painting_ml.orchestration.notifications import alerts
@@ -49,13 +49,13 @@ def painting_ingest():
         return why
 
     @task
-    def migrate(_settled: str) -> list[str]:
+    def migrate() -> list[str]:
         from painting_ml.pipeline import migrate_step
 
         return migrate_step()
 
-    @task(outlets=[PAINTING_CATALOG])
-    def ingest_changes(_migrated: list[str]) -> dict:
+    @task(outlets=[PAINTING_CATALOG], multiple_outputs=False)
+    def ingest_changes() -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from painting_ml.pipeline import ingest_if_changed_step
@@ -65,7 +65,7 @@ def painting_ingest():
             raise AirflowSkipException("no new or changed CSVs or images since the last ingest")
         return summary
 
-    ingest_changes(migrate(check_settled()))
+    chain(check_settled(), migrate(), ingest_changes())
 
 
 painting_ingest()

@@ -3,9 +3,11 @@
 
 Retrains the painter classifier and keeps the best model as champion:
 
-**check_config** (the Params make a valid config; the weights file is there) → **migrate** (pending
-schema migrations) → **ingest** (only when the data folder changed) → **select_artists** (top N by usable images,
-equalised) → **split** (stratified, seeded, stored as a dataset version) → **validate** (the
+**check_config** (the Params make a valid config; the weights file is there and fits the backbone;
+the artifact store answers and takes writes) → **migrate** (pending schema migrations) →
+**sweep_lost_runs** (trainings whose process vanished are marked `lost`) → **ingest** (only when
+the data folder changed) → **select_artists** (top N by usable images, equalised) → **split**
+(stratified, seeded, stored as a dataset version) → **validate** (the
 data-quality gate: reject rate, paintings per artist per split, drift against the previous version;
 a breach fails the run here, before any GPU time) → **augment** (offline
 transforms of the train split) → **sweep** → **train** ×N, a mapped task, one per optimizer in
@@ -18,35 +20,43 @@ least the champion's on the same dataset version, no artist's recall down more t
 Runs weekly (`PAINTING_RETRAIN_CRON`), whenever `painting_ingest` publishes the `painting_catalog`
 Asset, and by hand from the UI with the typed form below. The form's defaults are the production
 recipe (ResNet50, 224 px, ImageNet weights from `PAINTING_WEIGHTS`, two-phase fine-tuning), overridden
-field by field by this deployment's `PAINTING_RUN_DEFAULTS` file. Every task has an
-`execution_timeout` (train's is `train_timeout_minutes`), the run a `dagrun_timeout`; failures,
+field by field by this deployment's `PAINTING_RUN_DEFAULTS` file (`painting-ml airflow` writes the
+`cpu` preset there). Every task has an
+`execution_timeout` (train's is `PAINTING_TRAIN_TIMEOUT_MINUTES`), the run a `dagrun_timeout`; failures,
 the run's end and each promotion are mailed when `PAINTING_ALERT_EMAIL` is set. All logic lives in
-`painting_ml`.
+`painting_ml`. A config, weights-file or data-quality error fails its task at once, the reason the
+last line of the task's log.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import chain, dag, get_current_context, task
 
-from painting_ml.core.config import RunConfig
 from painting_ml.orchestration.failures import fail_without_retry, mark_train_failed, train_run_key
 from painting_ml.orchestration.notifications import alerts
-from painting_ml.orchestration.params import deployment_defaults, run_params
-from painting_ml.orchestration.schedule import (DEFAULT_ARGS, GPU_POOL, GPU_QUEUE, PAINTING_CHAMPION, dagrun_timeout,
-                                                retrain_schedule, train_timeout)
+from painting_ml.orchestration.params import config_from_params, deployment_defaults, describe_defaults, run_params
+from painting_ml.orchestration.schedule import (
+    DEFAULT_ARGS,
+    GPU_POOL,
+    GPU_QUEUE,
+    PAINTING_CHAMPION,
+    retrain_schedule,
+    retrain_timeout,
+    train_timeout,
+)
 
 # Read at parse time: one small file, no database. An invalid defaults file fails the import here,
 # with the key named, and shows as an import error in the UI.
 DEFAULTS = deployment_defaults()
-RECIPE = RunConfig.from_params(DEFAULTS)
+DOC = f"{__doc__}\n**The form's defaults here:** {describe_defaults()}.\n"
 ALERTS = alerts()
 
 
 def _config(**overrides):
     """The run config from this run's Params (validated; unknown keys refused)."""
-    cfg = RunConfig.from_params(dict(get_current_context()["params"]))
+    cfg = config_from_params(get_current_context()["params"])
     return cfg.replace(**overrides) if overrides else cfg
 
 
@@ -55,17 +65,18 @@ def _config(**overrides):
     schedule=retrain_schedule(),
     catchup=False,
     max_active_runs=4,
-    doc_md=__doc__,
+    doc_md=DOC,
     tags=["painting_ml"],
     default_args={**DEFAULT_ARGS, "on_failure_callback": ALERTS.task_failure or None},
-    dagrun_timeout=dagrun_timeout(RECIPE.train_timeout_minutes, len(RECIPE.optimizers)),
+    dagrun_timeout=retrain_timeout(),
     on_success_callback=ALERTS.run_success or None,
     on_failure_callback=ALERTS.run_failure or None,
-    # The trigger form: one typed Param per config field, in sections, from the config schema.
-    params=run_params(DEFAULTS),
+    # The trigger form: one typed Param per config field, in sections, from the config schema; the
+    # single-run optimizer is left out, as this DAG trains one run per entry of `optimizers`.
+    params=run_params(DEFAULTS, exclude=("optimizer",)),
 )
 def painting_retrain():
-    @task(retries=0, execution_timeout=timedelta(minutes=5))
+    @task(retries=0, execution_timeout=timedelta(minutes=5), multiple_outputs=False)
     def check_config() -> dict:
         from painting_ml.pipeline import check_config_step
 
@@ -73,22 +84,30 @@ def painting_retrain():
             return check_config_step(_config())
 
     @task
-    def migrate(_checked: dict) -> list[str]:
+    def migrate() -> list[str]:
         from painting_ml.pipeline import migrate_step
 
         return migrate_step()
 
     @task
-    def ingest(_migrated: list[str]) -> dict:
+    def sweep_lost_runs() -> list[int]:
+        from painting_ml.pipeline import sweep_lost_runs_step
+
+        return sweep_lost_runs_step()
+
+    @task(multiple_outputs=False)
+    def ingest() -> dict:
         from painting_ml.pipeline import ingest_step
 
-        return ingest_step(_config())
+        with fail_without_retry():
+            return ingest_step(_config())
 
-    @task
-    def select_artists(_ingested: dict) -> dict:
+    @task(multiple_outputs=False)
+    def select_artists() -> dict:
         from painting_ml.pipeline import select_artists_step
 
-        return select_artists_step(_config())
+        with fail_without_retry():
+            return select_artists_step(_config())
 
     @task
     def split(selection: dict) -> int:
@@ -115,7 +134,7 @@ def painting_retrain():
     def sweep() -> list[str]:
         return list(_config().optimizers)
 
-    @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=train_timeout(RECIPE.train_timeout_minutes),
+    @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=train_timeout(),
           on_failure_callback=[*ALERTS.task_failure, mark_train_failed])
     def train(version_id: int, optimizer: str) -> int:
         from painting_ml.pipeline import train_step
@@ -136,9 +155,11 @@ def painting_retrain():
     def compare(training_runs: list[int]) -> int:
         from painting_ml.pipeline import compare_step
 
-        return compare_step(list(training_runs))["best_run_id"]
+        # One read of all mapped outputs: iterating the lazy sequence would also ask for the item
+        # one past the end, which Airflow logs as an error.
+        return compare_step(list(training_runs[:]))["best_run_id"]
 
-    @task(on_success_callback=ALERTS.promotion or None)
+    @task(multiple_outputs=False, on_success_callback=ALERTS.promotion or None)
     def promote(best_run: int) -> dict:
         from painting_ml.pipeline import promote_step
 
@@ -166,10 +187,13 @@ def painting_retrain():
 
         return report_step(training_run)
 
-    version = augment(validate(split(select_artists(ingest(migrate(check_config()))))))
+    # mypy reads a task call's arguments as the function's; Airflow passes XComArgs, resolved at run time.
+    selection = select_artists()
+    chain(check_config(), migrate(), sweep_lost_runs(), ingest(), selection)
+    version = augment(validate(split(selection)))  # type: ignore[arg-type]
     runs = evaluate.expand(training_run=train.partial(version_id=version).expand(optimizer=sweep()))
-    decided = promote(compare(runs))
-    publish_champion(decided)
+    decided = promote(compare(runs))  # type: ignore[arg-type]
+    publish_champion(decided)  # type: ignore[arg-type]
     # Every run of the sweep gets its mosaics and report, after the decision so the best one shows it.
     rendered = mosaics.expand(training_run=runs)
     decided >> rendered

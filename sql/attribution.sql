@@ -20,9 +20,19 @@ WHERE p.gone_at IS NULL
                     AND s.scored_at >= p.ingested_at)
 ORDER BY p.data_root, p.filename;
 
--- name: upsert_score
+-- name: create_staging
+-- One chunk of scores on its way in (binary COPY), upserted by upsert_staged.
+CREATE TEMP TABLE staging_scores ON COMMIT DROP AS
+SELECT run_id, data_root, filename, artists, probabilities, label_probability, embedding
+FROM attribution_scores WITH NO DATA;
+
+-- name: copy_staging
+COPY staging_scores (run_id, data_root, filename, artists, probabilities, label_probability, embedding)
+FROM STDIN (FORMAT BINARY);
+
+-- name: upsert_staged
 INSERT INTO attribution_scores (run_id, data_root, filename, artists, probabilities, label_probability, embedding)
-VALUES (%(run)s, %(root)s, %(filename)s, %(artists)s, %(probabilities)s, %(label_probability)s, %(embedding)s)
+SELECT run_id, data_root, filename, artists, probabilities, label_probability, embedding FROM staging_scores
 ON CONFLICT (run_id, data_root, filename) DO UPDATE SET
     artists = EXCLUDED.artists, probabilities = EXCLUDED.probabilities,
     label_probability = EXCLUDED.label_probability, embedding = EXCLUDED.embedding, scored_at = now();

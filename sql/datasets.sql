@@ -1,17 +1,25 @@
 -- Statements used by painting_ml.selection and painting_ml.datasets.
 
--- Selection reads only the run's data root, and never a painting that left the folder.
+-- Selection reads only the run's data root, and never a painting that left the folder. A painting's
+-- artist is the curators' label override when one is in force (the label_overrides view), else the
+-- CSV's: paintings.artist stays the source of record. overridden: the artist came from an override.
 
 -- name: artist_counts
-SELECT artist, count(*) AS n FROM paintings WHERE data_root = %(root)s AND gone_at IS NULL GROUP BY artist;
+SELECT COALESCE(o.artist, p.artist) AS artist, count(*) AS n
+FROM paintings p LEFT JOIN label_overrides o ON o.data_root = p.data_root AND o.filename = p.filename
+WHERE p.data_root = %(root)s AND p.gone_at IS NULL GROUP BY 1;
 
 -- name: files_of_artists
-SELECT filename, artist FROM paintings
-WHERE data_root = %(root)s AND gone_at IS NULL AND artist = ANY(%(artists)s) ORDER BY filename;
+SELECT p.filename, COALESCE(o.artist, p.artist) AS artist, o.artist IS NOT NULL AS overridden
+FROM paintings p LEFT JOIN label_overrides o ON o.data_root = p.data_root AND o.filename = p.filename
+WHERE p.data_root = %(root)s AND p.gone_at IS NULL AND COALESCE(o.artist, p.artist) = ANY(%(artists)s)
+ORDER BY p.filename;
 
 -- name: files_of_other_artists
-SELECT filename, artist FROM paintings
-WHERE data_root = %(root)s AND gone_at IS NULL AND artist <> ALL(%(artists)s) ORDER BY filename;
+SELECT p.filename, COALESCE(o.artist, p.artist) AS artist, o.artist IS NOT NULL AS overridden
+FROM paintings p LEFT JOIN label_overrides o ON o.data_root = p.data_root AND o.filename = p.filename
+WHERE p.data_root = %(root)s AND p.gone_at IS NULL AND COALESCE(o.artist, p.artist) <> ALL(%(artists)s)
+ORDER BY p.filename;
 
 -- name: lock
 SELECT pg_advisory_xact_lock(%(lock)s);
@@ -27,8 +35,8 @@ WHERE v.content_hash = %(hash)s OR v.content_hash LIKE %(prefix)s
 ORDER BY v.id DESC;
 
 -- name: insert_version
-INSERT INTO dataset_versions (content_hash, config, artists, artist_counts, data_root)
-VALUES (%(hash)s, %(config)s, %(artists)s, %(counts)s, %(root)s)
+INSERT INTO dataset_versions (content_hash, config, artists, artist_counts, data_root, overrides_applied)
+VALUES (%(hash)s, %(config)s, %(artists)s, %(counts)s, %(root)s, %(overrides)s)
 RETURNING id;
 
 -- name: copy_items

@@ -1,20 +1,19 @@
 -- Statements used by painting_ml.data.ingest, one transaction per ingest.
+-- Placeholders in braces are column lists that painting_ml.data.ingest.load composes from the
+-- record types of painting_ml.data.ingest.records (identifiers only; values are always bound):
+-- {columns} the record's columns and {staged} the same as s.<column>; {updated} the columns outside
+-- the table's key, {staged_updated} those as s.<column> and {current} those of the row being
+-- updated (p.<column>, f.<column>).
 
 -- name: create_staging
 CREATE TEMP TABLE staging_paintings (LIKE paintings INCLUDING DEFAULTS) ON COMMIT DROP;
 
 -- name: copy_staging
-COPY staging_paintings (filename, artist, title, style, genre, date, source, artist_group, in_train,
-                        meta_width, meta_height, size_bytes, data_root, rel_path, width, height, mode, source_csv,
-                        reduced_path)
-FROM STDIN (FORMAT BINARY);
+COPY staging_paintings ({columns}) FROM STDIN (FORMAT BINARY);
 
 -- name: copy_paintings
 -- A root's first load: no row of it exists to update or mark gone, so the rows go straight in.
-COPY paintings (filename, artist, title, style, genre, date, source, artist_group, in_train,
-                meta_width, meta_height, size_bytes, data_root, rel_path, width, height, mode, source_csv,
-                reduced_path)
-FROM STDIN (FORMAT BINARY);
+COPY paintings ({columns}) FROM STDIN (FORMAT BINARY);
 
 -- name: column_types
 -- The type of each named column of a table, in the order named: a binary COPY sends values typed.
@@ -40,31 +39,15 @@ ANALYZE staging_paintings (data_root, filename);
 -- name: update_paintings
 -- Only rows whose content changed are rewritten (every written column is compared, and a gone row
 -- that is back is revived), so a rerun leaves the table untouched. Rows match within one data root.
-UPDATE paintings AS p SET
-    artist = s.artist, title = s.title, style = s.style, genre = s.genre, date = s.date,
-    source = s.source, artist_group = s.artist_group, in_train = s.in_train,
-    meta_width = s.meta_width, meta_height = s.meta_height, size_bytes = s.size_bytes,
-    rel_path = s.rel_path, width = s.width, height = s.height,
-    mode = s.mode, source_csv = s.source_csv, reduced_path = s.reduced_path, gone_at = NULL, ingested_at = now()
+UPDATE paintings AS p SET ({updated}) = ({staged_updated}), gone_at = NULL, ingested_at = now()
 FROM staging_paintings AS s
 WHERE p.data_root = s.data_root AND p.filename = s.filename
-  AND (p.artist, p.title, p.style, p.genre, p.date, p.source, p.artist_group, p.in_train,
-       p.meta_width, p.meta_height, p.size_bytes, p.rel_path, p.width, p.height, p.mode,
-       p.source_csv, p.reduced_path, p.gone_at)
-      IS DISTINCT FROM
-      (s.artist, s.title, s.style, s.genre, s.date, s.source, s.artist_group, s.in_train,
-       s.meta_width, s.meta_height, s.size_bytes, s.rel_path, s.width, s.height, s.mode,
-       s.source_csv, s.reduced_path, NULL::timestamptz);
+  AND ({current}, p.gone_at) IS DISTINCT FROM ({staged_updated}, NULL::timestamptz);
 
 -- name: insert_new_paintings
 -- A plain insert of the new rows (an anti-join) avoids ON CONFLICT's per-row speculative insertion.
-INSERT INTO paintings (filename, artist, title, style, genre, date, source, artist_group,
-                       in_train, meta_width, meta_height, size_bytes, data_root, rel_path, width,
-                       height, mode, source_csv, reduced_path)
-SELECT s.filename, s.artist, s.title, s.style, s.genre, s.date, s.source, s.artist_group, s.in_train,
-       s.meta_width, s.meta_height, s.size_bytes, s.data_root, s.rel_path, s.width, s.height, s.mode,
-       s.source_csv, s.reduced_path
-FROM staging_paintings AS s
+INSERT INTO paintings ({columns})
+SELECT {staged} FROM staging_paintings AS s
 WHERE NOT EXISTS (SELECT 1 FROM paintings AS p WHERE p.data_root = s.data_root AND p.filename = s.filename);
 
 -- name: mark_gone
@@ -87,7 +70,7 @@ WHERE p.data_root = %(root)s AND p.gone_at IS NOT NULL
 DELETE FROM rejects WHERE data_root = %(root)s;
 
 -- name: copy_rejects
-COPY rejects (data_root, source_csv, line_no, filename, reason, detail) FROM STDIN (FORMAT BINARY);
+COPY rejects ({columns}) FROM STDIN (FORMAT BINARY);
 
 -- name: counts
 SELECT (SELECT count(*) FROM paintings WHERE data_root = %(root)s AND gone_at IS NULL) AS paintings_total,
@@ -108,8 +91,7 @@ ON CONFLICT (data_root) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, files 
 -- counts only while the root has catalog rows, so an emptied catalog is probed afresh. The EXISTS
 -- tests name the root, not f.data_root: uncorrelated, each runs once (a one-time filter) instead of
 -- once per manifest row (0.6 s of the server's time at 100k rows).
-SELECT f.rel_path, f.size_bytes, f.mtime_ns, f.row_hash, f.recipe, f.width, f.height, f.mode,
-       f.reason, f.detail, f.reduced_path
+SELECT {columns}
 FROM ingest_files f
 WHERE f.data_root = %(root)s
   AND (EXISTS (SELECT 1 FROM paintings p WHERE p.data_root = %(root)s)
@@ -119,31 +101,19 @@ WHERE f.data_root = %(root)s
 CREATE TEMP TABLE staging_files (LIKE ingest_files INCLUDING DEFAULTS) ON COMMIT DROP;
 
 -- name: copy_staging_files
-COPY staging_files (data_root, rel_path, size_bytes, mtime_ns, row_hash, recipe, width, height, mode,
-                    reason, detail, reduced_path)
-FROM STDIN (FORMAT BINARY);
+COPY staging_files ({columns}) FROM STDIN (FORMAT BINARY);
 
 -- name: update_files
 -- The manifest mirrors this ingest's files: changed entries rewritten, new ones inserted, entries
 -- of files no CSV row leads to any more removed.
-UPDATE ingest_files AS f SET
-    size_bytes = s.size_bytes, mtime_ns = s.mtime_ns, row_hash = s.row_hash, recipe = s.recipe,
-    width = s.width, height = s.height, mode = s.mode, reason = s.reason, detail = s.detail,
-    reduced_path = s.reduced_path, probed_at = now()
+UPDATE ingest_files AS f SET ({updated}) = ({staged_updated}), probed_at = now()
 FROM staging_files AS s
 WHERE f.data_root = s.data_root AND f.rel_path = s.rel_path
-  AND (f.size_bytes, f.mtime_ns, f.row_hash, f.recipe, f.width, f.height, f.mode, f.reason, f.detail,
-       f.reduced_path)
-      IS DISTINCT FROM
-      (s.size_bytes, s.mtime_ns, s.row_hash, s.recipe, s.width, s.height, s.mode, s.reason, s.detail,
-       s.reduced_path);
+  AND ({current}) IS DISTINCT FROM ({staged_updated});
 
 -- name: insert_new_files
-INSERT INTO ingest_files (data_root, rel_path, size_bytes, mtime_ns, row_hash, recipe, width, height, mode,
-                          reason, detail, reduced_path)
-SELECT s.data_root, s.rel_path, s.size_bytes, s.mtime_ns, s.row_hash, s.recipe, s.width, s.height, s.mode,
-       s.reason, s.detail, s.reduced_path
-FROM staging_files AS s
+INSERT INTO ingest_files ({columns})
+SELECT {staged} FROM staging_files AS s
 WHERE NOT EXISTS (SELECT 1 FROM ingest_files AS f WHERE f.data_root = s.data_root AND f.rel_path = s.rel_path);
 
 -- name: delete_old_files

@@ -4,19 +4,28 @@
 SELECT pg_advisory_xact_lock(%(lock)s);
 
 -- name: runs_with_reasons
--- Every run with why its files are kept (an empty list: they may go). "newest" counts every run,
--- pruned or not, so the newest keep_runs runs are the same whatever gc did before.
-WITH newest AS (SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT %(keep)s),
+-- Every run with why its files are kept (an empty list: they may go). "newest" counts every
+-- retrain run, pruned or not, so the newest keep_runs runs are the same whatever gc did before; an
+-- audit's fold runs never count there (k of them per audit would push the retrains out). A fold run
+-- stays 'trained' for good (it is evidence, never evaluated): it is kept while its audit is in
+-- flight or is its data folder's latest ranked audit (its models make the evidence's heatmaps),
+-- and otherwise goes like any old run.
+WITH newest AS (SELECT id FROM runs WHERE purpose = 'retrain' ORDER BY started_at DESC, id DESC LIMIT %(keep)s),
      decided AS (SELECT run_id AS id FROM promotions
                  UNION SELECT champion_run_id FROM promotions
                  UNION SELECT run_id FROM champion_changes
-                 UNION SELECT previous_run_id FROM champion_changes)
+                 UNION SELECT previous_run_id FROM champion_changes),
+     audit_kept AS (SELECT f.run_id AS id FROM audit_folds f JOIN audits a ON a.id = f.audit_id
+                    WHERE a.status IN ('running', 'predicted')
+                       OR a.id IN (SELECT DISTINCT ON (data_root) id FROM audits WHERE status = 'ranked'
+                                   ORDER BY data_root, id DESC))
 SELECT r.id, r.run_dir, r.status, r.files_pruned_at,
        array_remove(ARRAY[
            CASE WHEN EXISTS (SELECT 1 FROM champion c WHERE c.run_id = r.id) THEN 'champion' END,
            CASE WHEN r.id IN (SELECT id FROM newest) THEN 'newest' END,
            CASE WHEN r.id IN (SELECT id FROM decided) THEN 'promotion' END,
-           CASE WHEN r.status IN ('running', 'trained') THEN 'in_flight' END,
+           CASE WHEN r.id IN (SELECT id FROM audit_kept) THEN 'audit' END,
+           CASE WHEN r.status = 'running' OR (r.status = 'trained' AND r.purpose = 'retrain') THEN 'in_flight' END,
            CASE WHEN coalesce(r.finished_at, r.started_at) > now() - %(grace)s THEN 'recent' END
        ], NULL) AS reasons
 FROM runs r
@@ -24,13 +33,16 @@ ORDER BY r.id;
 
 -- name: lock_run_to_prune
 -- Re-checked under the promotion lock with the row locked: a promotion, a rollback or a retry of
--- the run (insert_run waits on the row lock) that came after the plan keeps the files.
+-- the run (insert_run waits on the row lock) that came after the plan keeps the files; so does an
+-- audit that started using the fold run meanwhile.
 SELECT r.id, r.run_dir FROM runs r
 WHERE r.id = %(id)s AND r.files_pruned_at IS NULL AND r.run_dir <> ''
-  AND r.status NOT IN ('running', 'trained')
+  AND r.status <> 'running' AND NOT (r.status = 'trained' AND r.purpose = 'retrain')
   AND NOT EXISTS (SELECT 1 FROM champion c WHERE c.run_id = r.id)
   AND NOT EXISTS (SELECT 1 FROM promotions p WHERE r.id IN (p.run_id, p.champion_run_id))
   AND NOT EXISTS (SELECT 1 FROM champion_changes h WHERE r.id IN (h.run_id, h.previous_run_id))
+  AND NOT EXISTS (SELECT 1 FROM audit_folds f JOIN audits a ON a.id = f.audit_id
+                  WHERE f.run_id = r.id AND a.status IN ('running', 'predicted'))
 FOR UPDATE;
 
 -- name: keys_kept_by_other_runs
@@ -54,7 +66,8 @@ SELECT run_dir FROM runs WHERE run_dir <> '';
 SELECT v.id FROM dataset_versions v
 WHERE v.created_at > now() - %(live_for)s
    OR EXISTS (SELECT 1 FROM runs r WHERE r.dataset_version_id = v.id
-              AND ((r.files_pruned_at IS NULL AND r.id <> ALL(%(pruned)s)) OR r.status IN ('running', 'trained')))
+              AND ((r.files_pruned_at IS NULL AND r.id <> ALL(%(pruned)s))
+                   OR r.status = 'running' OR (r.status = 'trained' AND r.purpose = 'retrain')))
 ORDER BY v.id;
 
 -- name: augmented_rows

@@ -3,13 +3,15 @@
 -- name: insert_run
 -- A retried task (same run_key) gets its existing row back.
 -- A finished training (it has its model) keeps its status: the caller returns it as it is.
-INSERT INTO runs (run_key, dataset_version_id, config, run_dir)
-VALUES (%(key)s, %(version)s, %(config)s, '')
+INSERT INTO runs (run_key, dataset_version_id, config, run_dir, heartbeat_at)
+VALUES (%(key)s, %(version)s, %(config)s, '', now())
 ON CONFLICT (run_key) DO UPDATE
     SET status = CASE WHEN runs.model_path IS NULL THEN 'running' ELSE runs.status END,
         error = CASE WHEN runs.model_path IS NULL THEN NULL ELSE runs.error END,
+        finished_at = CASE WHEN runs.model_path IS NULL THEN NULL ELSE runs.finished_at END,
+        heartbeat_at = now(),
         files_pruned_at = CASE WHEN runs.model_path IS NULL THEN NULL ELSE runs.files_pruned_at END
-RETURNING id, run_dir, model_path, wandb_id;
+RETURNING id, run_dir, model_path, wandb_id, dataset_version_id;
 
 -- name: set_run_dir
 -- Set once; whoever comes second (a concurrent retry) gets the stored folder back.
@@ -43,11 +45,52 @@ FROM epochs WHERE run_id = %(id)s ORDER BY epoch;
 -- name: set_classes
 UPDATE runs SET classes = %(classes)s WHERE id = %(id)s;
 
--- name: fail_run
--- The training raised or its task died: the row says so (a retry sets it back to 'running').
-UPDATE runs SET status = 'failed', error = %(error)s, finished_at = now()
-WHERE run_key = %(key)s AND status = 'running'
-RETURNING id;
+-- name: stop_run
+-- The training ended without its model: 'failed' (it raised, or its task died) or 'interrupted' (a
+-- stop signal). Only while no live attempt holds the run key: an attempt refused or killed beside
+-- a running one never overwrites that one's state. A retry sets the row back to 'running'.
+UPDATE runs r SET status = %(status)s, error = %(error)s, finished_at = now()
+WHERE r.run_key = %(key)s AND r.status = 'running'
+  AND NOT EXISTS (SELECT 1 FROM pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND l.classid = %(lock)s AND l.objid = hashtext(r.run_key)::oid)
+RETURNING r.id;
+
+-- name: mark_lost
+-- The sweep: 'running' rows with no heartbeat for %(minutes)s minutes whose run key no session
+-- holds (the server frees a dead process's lock) were left by a process that vanished.
+UPDATE runs r SET status = 'lost', error = %(error)s, finished_at = now()
+WHERE r.status = 'running'
+  AND coalesce(r.heartbeat_at, r.started_at) < now() - %(minutes)s * interval '1 minute'
+  AND NOT EXISTS (SELECT 1 FROM pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND l.classid = %(lock)s AND l.objid = hashtext(r.run_key)::oid)
+RETURNING r.id, r.run_key, r.heartbeat_at;
+
+-- name: take_run_key
+-- Session-scoped, on the training's own connection: held until released or the session ends.
+SELECT pg_try_advisory_lock(%(lock)s, hashtext(%(key)s)) AS taken;
+
+-- name: release_run_key
+SELECT pg_advisory_unlock(%(lock)s, hashtext(%(key)s)) AS released;
+
+-- name: run_key_holder
+-- Who holds a run key (for the one line that refuses a second attempt).
+SELECT a.application_name, a.client_addr, a.backend_start,
+       (SELECT r.id FROM runs r WHERE r.run_key = %(key)s) AS run_id,
+       (SELECT r.heartbeat_at FROM runs r WHERE r.run_key = %(key)s) AS heartbeat_at
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = %(lock)s AND l.objid = hashtext(%(key)s)::oid;
+
+-- name: beat
+UPDATE runs SET heartbeat_at = now() WHERE id = %(id)s AND status = 'running';
+
+-- name: run_by_key
+SELECT id, status, error, model_path FROM runs WHERE run_key = %(key)s;
 
 -- name: finish_training
 UPDATE runs SET status = 'trained', model_path = %(model)s WHERE id = %(id)s;
@@ -109,7 +152,9 @@ ON CONFLICT (run_id, path) DO UPDATE SET kind = EXCLUDED.kind, bytes = EXCLUDED.
 SELECT kind, path, bytes, sha256 FROM artifacts WHERE run_id = %(id)s ORDER BY path;
 
 -- name: latest_run
-SELECT id AS run_id FROM runs WHERE status = 'evaluated' ORDER BY finished_at DESC, id DESC LIMIT 1;
+-- A label audit's fold runs (purpose 'audit') are evidence about labels, never the model in use.
+SELECT id AS run_id FROM runs WHERE status = 'evaluated' AND purpose = 'retrain'
+ORDER BY finished_at DESC, id DESC LIMIT 1;
 
 -- name: run_summary
 SELECT id, test_accuracy, macro_f1, run_dir, summary FROM runs WHERE id = %(id)s;

@@ -18,16 +18,22 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
-from painting_ml.orchestration.local_server import wait_until
+from painting_ml.orchestration.local_airflow import (
+    Children,
+    airflow_bin,
+    api_server_env,
+    free_port,
+    new_secrets,
+    reachable,
+    run_airflow,
+)
+from painting_ml.orchestration.schedule import GPU_POOL
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -82,35 +88,6 @@ if _ROOTS:
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sqlalchemy_url(conninfo: str) -> str:
-    """A libpq conninfo (``host=... dbname=...`` or a URL) as a SQLAlchemy psycopg URL."""
-    from urllib.parse import quote
-
-    import psycopg
-
-    info = psycopg.conninfo.conninfo_to_dict(conninfo)
-    user = quote(info.get("user", "postgres"))
-    auth = f"{user}:{quote(info['password'])}@" if info.get("password") else f"{user}@"
-    host = info.get("host", "127.0.0.1")
-    if host.startswith("/"):  # a unix socket folder (the embedded pgserver)
-        return f"postgresql+psycopg://{auth}/{info['dbname']}?host={quote(host)}"
-    return f"postgresql+psycopg://{auth}{host}:{info.get('port', 5432)}/{info['dbname']}"
-
-
-def reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 def painting_home_of(root: Path, component: str) -> Path:
     """The PAINTING_HOME of ``component`` in the cluster under ``root``."""
     return root / component / "painting"
@@ -130,14 +107,10 @@ class Cluster:
     def __init__(self, root: Path, metadata_url: str, painting_db_url: str,
                  broker_url: str = "redis://127.0.0.1:6379/5", data_dir: Path | None = None,
                  bucket: str = "painting-artifacts", prefix: str = "cluster"):
-        from cryptography.fernet import Fernet
-
         self.root = root
-        self.home = root / "logs"  # the processes' output (logs())
+        self.children = Children(root / "logs")  # every process, its output in logs/<name>.log
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.procs: dict[str, subprocess.Popen] = {}
-        sqla = sqlalchemy_url(metadata_url)
         self.metadata_url = metadata_url
         self.s3_port = free_port()
         self.s3_endpoint = f"http://127.0.0.1:{self.s3_port}"
@@ -145,20 +118,17 @@ class Cluster:
         # Nothing of this machine's own store, data or AWS account leaks into the cluster.
         dropped = ("AWS_", "PAINTING_HOME", "PAINTING_DATA_DIR", "PAINTING_ARTIFACTS_", "PAINTING_WEIGHTS")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+        self.env.update(api_server_env(self.base, metadata_url, new_secrets()))
         self.env.update({
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqla,
             "AIRFLOW__CELERY__BROKER_URL": broker_url,
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{sqla}",
+            # Keys of its own on the shared Redis: two cluster tests on one machine (two checkouts, CI jobs)
+            # never take each other's tasks from the "default" and "gpu" queues.
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": f"painting-test-{secrets.token_hex(4)}:",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}",
             "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"result_extended": True}),
-            "AIRFLOW__API__BASE_URL": self.base,
-            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(48),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "900",
@@ -171,7 +141,6 @@ class Cluster:
             "PAINTING_INGEST_QUIET_SECONDS": "0",  # the watched folder is copied just before; no copy runs
             "TF_CPP_MIN_LOG_LEVEL": "2",
         })
-        self.airflow = str(Path(sys.executable).with_name("airflow"))
         self.guard = root / "guard"
 
     # --- the components' own folders ------------------------------------------------------------
@@ -202,16 +171,12 @@ class Cluster:
                 "PAINTING_TEST_FOREIGN_LOG": str(self.foreign_access_log(component))}
 
     def run(self, *args: str, timeout: float = 300) -> str:
-        out = subprocess.run([self.airflow, *args], env=self.env_of("cli"), capture_output=True, text=True,
-                             timeout=timeout)
-        if out.returncode:
-            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-        return out.stdout
+        """``airflow <args>`` on the "cli" host; its output."""
+        return run_airflow(list(args), self.env_of("cli"), timeout=timeout, capture=True).stdout
 
     def start(self, name: str, *args: str, **extra_env: str) -> None:
-        log = open(self.home / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen([self.airflow, *args], env={**self.env_of(name), **extra_env}, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        """``airflow <args>`` as component ``name`` (a host of its own), in the background."""
+        self.children.start(name, [airflow_bin(), *args], {**self.env_of(name), **extra_env})
 
     # --- the object store -------------------------------------------------------------------------
     def s3(self):
@@ -234,21 +199,18 @@ class Cluster:
 
     def _start_s3(self) -> None:
         """moto's standalone S3 server, a process of its own (the store every host reaches)."""
-        log = open(self.home / "s3.log", "w")
         moto = Path(sys.executable).with_name("moto_server")
-        self.procs["s3"] = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.s3_port)],
-                                            env={**self.env, **S3_ENV}, cwd=self.root, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.children.start("s3", [str(moto), "-H", "127.0.0.1", "-p", str(self.s3_port)], {**self.env, **S3_ENV},
+                            cwd=self.root)
         self.wait_for(lambda: reachable("127.0.0.1", self.s3_port), 60, "the moto S3 server", every=0.3)
         self.s3().create_bucket(Bucket=self.bucket)
 
     def up(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
         self.guard.mkdir(parents=True, exist_ok=True)
         (self.guard / "sitecustomize.py").write_text(_GUARD)
         self._start_s3()
         self.run("db", "migrate", timeout=600)
-        self.run("pools", "set", "gpu", "1", "one slot per GPU")
+        self.run("pools", "set", GPU_POOL, "1", "one slot per GPU")
         self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port))
         self.start("scheduler", "scheduler")
         self.start("dag-processor", "dag-processor")
@@ -263,25 +225,13 @@ class Cluster:
         self.token = token["access_token"]
 
     def down(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.time() + 30
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        self.children.stop(grace=30)
 
     def logs(self, tail: int = 3000) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}" for p in sorted(self.home.glob("*.log")))
+        return self.children.logs(tail)
 
     def wait_for(self, check, timeout: float, what: str, every: float = 2.0):
-        return wait_until(check, timeout, what, procs=self.procs, logs=self.logs, every=every)
+        return self.children.wait_for(check, timeout, what, every)
 
     # --- REST, as the UI does it ---------------------------------------------------------------
     def _request(self, method: str, path: str, body=None, auth: bool = True):
@@ -310,8 +260,6 @@ class Cluster:
         return (self._get(f"/api/v2/dags/{dag_id}/dagRuns?limit=100") or {}).get("dag_runs", [])
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        from urllib.parse import quote
-
         tis = self._get(f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances") or {}
         return {t["task_id"]: t["state"] for t in tis.get("task_instances", [])}
 
@@ -321,8 +269,6 @@ class Cluster:
         return run["dag_run_id"]
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
-        from urllib.parse import quote
-
         def done():
             run = self._get(f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id)}")
             return run and run["state"] in ("success", "failed") and run["state"]

@@ -1,5 +1,18 @@
-"""Shared fixtures: a throw-away painting database on the real server, a temp PAINTING_HOME and
-generated datasets.
+"""Shared fixtures (a throw-away painting database on the real server, a temp PAINTING_HOME,
+generated datasets) and the test tiers.
+
+Every test is in exactly one tier, set by a ``pytestmark = pytest.mark.<tier>`` line in its module
+or a mark on the test (the closest mark wins):
+
+- ``unit``: pure code on tiny inputs. No database, no model training, no subprocess.
+- ``db``: the real PostgreSQL. No model training, no subprocess.
+- ``train``: trains or loads a real (tiny) Keras model.
+- ``e2e``: the real Airflow DAG, the Celery cluster, the browser, CLI subprocesses.
+
+A test with no tier fails collection; a ``unit`` or ``db`` test that starts a subprocess, trains a
+model, or (``unit``) connects to the database fails with the line saying which tier it belongs in.
+Under ``CI=true`` a skipped test is a failure: CI must run every test (a missing service is a
+broken CI machine, not a reason to pass).
 
 The server is the one named by ``PAINTING_DB_URL`` (CI sets it to the machine's PostgreSQL) or,
 when that is unset, the embedded pgserver one. Each test session creates its own database and
@@ -9,7 +22,12 @@ drops it at the end, so tests never touch user data.
 from __future__ import annotations
 
 import os
+import platform
+import re
+import subprocess
 import sys
+from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
 
 import psycopg
@@ -30,13 +48,109 @@ def _retrain_cron_far_from_now() -> str:
     of the cron's interval (16.8 h for the weekly default, Monday 03:00 UTC): tests that unpause
     painting_retrain on a Monday morning would get a scheduled run with the production recipe
     beside their own manual ones."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    cron_weekday = (datetime.now(timezone.utc).weekday() + 1 + 3) % 7  # cron: 0 = Sunday
+    cron_weekday = (datetime.now(UTC).weekday() + 1 + 3) % 7  # cron: 0 = Sunday
     return f"0 12 * * {cron_weekday}"
 
 
 os.environ.setdefault("PAINTING_RETRAIN_CRON", _retrain_cron_far_from_now())
+
+TIERS = ("unit", "db", "train", "e2e")
+#: pytest-timeout per tier (seconds), unless a test sets its own.
+TIER_TIMEOUTS = {"unit": 60, "db": 180, "train": 900, "e2e": 1800}
+DB_FIXTURES = {"server_url", "db_url", "clean_db"}
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# platform.processor() runs `uname -p` once and caches it; TensorFlow asks on import, so ask here,
+# before the tier guard, or the first TensorFlow import inside a db test would count as a subprocess.
+platform.processor()
+
+
+_MODULE_TIER = re.compile(r"^pytestmark = pytest\.mark\.(\w+)", re.M)
+_TEST_TIER = re.compile(r"^\s*@pytest\.mark\.(unit|db|train|e2e)\b", re.M)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With ``-m`` naming tiers (``make test-fast``), skip importing modules none of whose tests can
+    match: importing TensorFlow and Airflow for deselected tests would cost most of the tier's time."""
+    expr = config.getoption("markexpr")
+    if not expr or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    from _pytest.mark.expression import Expression
+
+    matcher = Expression.compile(expr)
+    source = collection_path.read_text()
+    module = _MODULE_TIER.search(source)
+    tiers = {module.group(1)} if module else set()
+    tiers |= set(_TEST_TIER.findall(source))
+    if tiers and not any(matcher.evaluate(lambda name, t=t, **kw: name == t) for t in tiers):
+        return True
+    return None
+
+
+def tier_of(item: pytest.Item) -> str | None:
+    """The test's tier: its closest tier mark (a mark on the test beats its module's pytestmark)."""
+    return next((m.name for m in item.iter_markers() if m.name in TIERS), None)
+
+
+def _only_tier(item: pytest.Item, tier: str):
+    """``item.iter_markers`` without the tier marks its closest one overrides, so ``-m`` sees one tier."""
+    iter_markers = item.iter_markers
+
+    def markers(name: str | None = None):
+        return (m for m in iter_markers(name) if m.name not in TIERS or m.name == tier)
+
+    return markers
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    problems = []
+    for item in items:
+        tier = tier_of(item)
+        if tier is not None and len({m.name for m in item.iter_markers() if m.name in TIERS}) > 1:
+            item.iter_markers = _only_tier(item, tier)  # a test's own tier beats its module's for -m
+        if tier is None:
+            problems.append(f"{item.nodeid}: no tier; add `pytestmark = pytest.mark.<{'|'.join(TIERS)}>` to its module")
+        elif tier == "unit" and DB_FIXTURES & set(item.fixturenames):
+            used = ", ".join(sorted(DB_FIXTURES & set(item.fixturenames)))
+            problems.append(f"{item.nodeid}: a unit test uses the database ({used}); mark it db")
+        elif item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TIER_TIMEOUTS[tier]))
+    if problems:
+        raise pytest.UsageError("tests outside the tiers:\n  " + "\n  ".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def _tier_guard(request, monkeypatch):
+    """Hold ``unit`` and ``db`` tests to their tier: what they may not do fails at once, naming the tier."""
+    tier = tier_of(request.node)
+    if tier not in ("unit", "db"):
+        return
+
+    def refuse(what: str, belongs: str):
+        def guard(*args, **kwargs):
+            raise RuntimeError(f"a {tier} test may not {what}: mark {request.node.nodeid} {belongs}")
+        return guard
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("start a subprocess", "e2e"))
+    if tier == "unit":
+        monkeypatch.setattr(psycopg, "connect", refuse("connect to the database", "db"))
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        for name in ("fit", "train_on_batch"):
+            monkeypatch.setattr(keras.Model, name, refuse("train a model", "train"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skip is a failure: the reason names what CI failed to provide."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true (CI must run every test): {reason}"
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +174,7 @@ def server_url(painting_home) -> str:
 @pytest.fixture(scope="session")
 def db_url(server_url, painting_home) -> str:
     """A fresh database for this test session, with the schema applied; dropped at the end."""
-    from painting_ml.core import db
-    from painting_ml.core import settings
+    from painting_ml.core import db, settings
 
     url = db.create_database(server_url, "pm_test")
     os.environ["PAINTING_DB_URL"] = url
@@ -73,7 +186,9 @@ def db_url(server_url, painting_home) -> str:
 
 TABLES = ["champion", "promotions", "artifacts", "predictions", "class_metrics", "confusion", "verification",
           "epochs", "runs", "augmented_images",
-          "dataset_items", "dataset_versions", "rejects", "paintings", "ingest_state", "ingest_files", "image_cache"]
+          "dataset_items", "dataset_versions", "rejects", "paintings", "ingest_state", "ingest_files", "image_cache",
+          "name_spellings", "duplicate_pairs", "painting_groups", "audits", "audit_folds", "audit_predictions",
+          "label_issues", "label_reviews"]
 
 
 @pytest.fixture
@@ -92,6 +207,49 @@ def tiny_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "data"
     generate(out, artists=3, per_artist=12, size=48, seed=7, test_only_artists=1, broken=3)
     return out
+
+
+@contextmanager
+def using_database(url: str):
+    """Point the library (PAINTING_DB_URL and the cached settings) at ``url`` for a while."""
+    from painting_ml.core.settings import reload_settings
+
+    before = os.environ.get("PAINTING_DB_URL")
+    os.environ["PAINTING_DB_URL"] = url
+    reload_settings()
+    try:
+        yield url
+    finally:
+        if before is None:
+            os.environ.pop("PAINTING_DB_URL", None)
+        else:
+            os.environ["PAINTING_DB_URL"] = before
+        reload_settings()
+
+
+@pytest.fixture(scope="session")
+def evaluated_run(server_url, db_url, tiny_data):
+    """One trained, evaluated and reported tiny run (artist + style heads, two epochs, mosaics, report)
+    shared by every module that needs *a* model. It lives in a database of its own, so the ``clean_db``
+    truncations of other modules never reach it; a module uses it through :func:`model_db`."""
+    from painting_ml import pipeline
+    from painting_ml.core import db
+
+    url = db.create_database(server_url, "pm_model")
+    db.migrate(url)
+    with using_database(url):
+        cfg = tiny_run_config(tiny_data, epochs=2, targets=("artist", "style"), mosaic_thumb=48, mosaic_columns=4,
+                              early_stopping_patience=5)
+        summary = pipeline.run_all(cfg, run_key="test:shared")
+    yield {**summary, "url": url}
+    db.drop_database(server_url, url)
+
+
+@pytest.fixture(scope="module")
+def model_db(evaluated_run):
+    """The shared run's database, which the library uses for the rest of this module's tests."""
+    with using_database(evaluated_run["url"]) as url:
+        yield url
 
 
 def tiny_run_config(data_dir, **overrides):

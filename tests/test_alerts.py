@@ -13,8 +13,9 @@ import psycopg
 import pytest
 
 from painting_ml.core.settings import Settings
-from painting_ml.orchestration.notifications import (alerts, compose_promotion_summary, compose_task_failure,
-                                                     error_line)
+from painting_ml.orchestration.notifications import alerts, compose_promotion_summary, compose_task_failure, error_line
+
+pytestmark = pytest.mark.e2e
 
 
 class Inbox:
@@ -50,7 +51,7 @@ def smtp():
 
 
 def test_alerts_are_off_by_default():
-    off = alerts(Settings(home=None, db_url=None, wandb_mode="offline", sql_dir=None, dags_dir=None))
+    off = alerts(Settings(alert_email=()))
     assert not off.enabled and off.task_failure == off.run_success == off.promotion == []
 
 

@@ -9,13 +9,14 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from conftest import empty_catalog, tiny_run_config
 from painting_ml import pipeline
 from painting_ml.cli import main
 from painting_ml.core import db
 from painting_ml.results import attribution
 from painting_ml.results.attribution import score_rows
 from painting_ml.results.queries import run_query
+
+pytestmark = pytest.mark.train
 
 
 # --- pure ---------------------------------------------------------------------------------------
@@ -66,10 +67,8 @@ def _scored_database(server_url, path: str):
                 conn.execute("INSERT INTO paintings (filename, artist, data_root, rel_path, width, height, mode, "
                              "source_csv) VALUES (%s, %s, '/d', %s, 10, 10, 'RGB', 'c.csv')",
                              (f"{i:03d}.jpg", artist, f"train/{i:03d}.jpg"))
-            with conn.cursor() as cur:
-                cur.executemany(db.sql("attribution", "upsert_score"), [
-                    {"run": 1, "root": "/d", "filename": f"{i:03d}.jpg", **row}
-                    for i, row in enumerate(score_rows(probs, emb, ARTISTS, labels, k=3))])
+            attribution.write_scores(conn, 1, [{"data_root": "/d", "filename": f"{i:03d}.jpg"} for i in range(N)],
+                                     score_rows(probs, emb, ARTISTS, labels, k=3))
         finished = attribution.finish_attribution(1, url)
         yield {"path": path, "url": url, "emb": attribution.unit_rows(emb), "probs": probs, "labels": labels,
                "finished": finished}
@@ -150,7 +149,8 @@ def test_possible_misattributions_use_p_and_q(vector_db):
             want.append((f"{i:03d}.jpg", label, ARTISTS[rival]))
     columns, rows = run_query("possible_misattributions", {"p": str(p), "q": str(q)}, vector_db["url"])
     assert columns == ["filename", "catalog_artist", "catalog_artist_probability", "rival_artist",
-                       "rival_probability", "data_root"]
+                       "rival_probability", "data_root", "source"]
+    assert {r[-1] for r in rows} == {"champion (in-sample)"}  # no label audit yet
     assert want and sorted((r[0], r[1], r[3]) for r in rows) == sorted(want)
     assert all(float(r[2]) < p and float(r[4]) > q for r in rows)
 
@@ -217,10 +217,8 @@ def test_both_paths_give_the_same_answers(vector_server, tmp_path):
 
 # --- the real thing: a tiny trained champion scores the catalog -----------------------------------
 @pytest.fixture(scope="module")
-def champion(db_url, tiny_data):
-    empty_catalog(db_url)
-    cfg = tiny_run_config(tiny_data)
-    run_id = pipeline.prepare_and_train(cfg, run_key="test:attribution")["run_id"]
+def champion(evaluated_run, model_db):
+    db_url, run_id = model_db, evaluated_run["run_id"]
     with psycopg.connect(db_url) as conn:
         conn.execute("INSERT INTO champion (run_id) VALUES (%s)", (run_id,))
         usable = conn.execute("SELECT count(*) FROM paintings WHERE gone_at IS NULL").fetchone()[0]

@@ -3,11 +3,13 @@ import psycopg
 import pytest
 from PIL import Image
 
+from painting_ml.core.config import RunConfig
 from painting_ml.data import ingest as catalog
 from painting_ml.data.augment import apply_transform, augment_version
-from painting_ml.core.config import RunConfig
-from painting_ml.data.versions import create_dataset_version, load_items
 from painting_ml.data.selection import select_artists
+from painting_ml.data.versions import create_dataset_version, load_items
+
+pytestmark = pytest.mark.db
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ def test_augments_train_split_only_once(clean_db, tiny_data, workers):
     assert {r[0] for r in rows} == train
     store = get_store()
     files = [store.local_path(key) for _, key in rows]  # store keys, not host paths
-    assert all(not key.startswith("/") and f.is_file() for (_, key), f in zip(rows, files))
+    assert all(not key.startswith("/") and f.is_file() for (_, key), f in zip(rows, files, strict=True))
     assert len(set(files)) == n
     # every split got its training-resolution copy (evaluation reads them too), long side <= 64
     keys = cached_keys(items, 64, clean_db)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-
 from badinput import CSV_CASES, write_csv_case, write_row_corpus
-from painting_ml.data import images
-from painting_ml.data import ingest as catalog
+
 from painting_ml.cli import main
 from painting_ml.core.errors import DataError
+from painting_ml.data import images
+from painting_ml.data import ingest as catalog
+
+pytestmark = pytest.mark.db
 
 
 def test_every_row_quirk_is_loaded_or_rejected_with_its_reason(clean_db, tmp_path):
@@ -19,7 +21,8 @@ def test_every_row_quirk_is_loaded_or_rejected_with_its_reason(clean_db, tmp_pat
     with psycopg.connect(clean_db) as conn:
         loaded = {r[0] for r in conn.execute("SELECT filename FROM paintings")}
         rejects = conn.execute("SELECT line_no, filename, reason, detail FROM rejects ORDER BY line_no").fetchall()
-        odd = dict(conn.execute("SELECT filename, title FROM paintings WHERE filename IN ('500.jpg', '501.jpg')").fetchall())
+        odd = dict(conn.execute("SELECT filename, title FROM paintings "
+                                "WHERE filename IN ('500.jpg', '501.jpg')").fetchall())
         modes = dict(conn.execute("SELECT filename, mode FROM paintings WHERE filename LIKE '50_.%'").fetchall())
     good = {f for f, reason in expected.items() if reason is None}
     assert loaded == good  # every good row, nothing else
@@ -43,7 +46,8 @@ def test_ingest_three_times_gives_identical_tables(clean_db, tmp_path):
     for _ in range(3):
         catalog.ingest(data, clean_db)
         with psycopg.connect(clean_db) as conn:
-            snapshots.append((conn.execute("SELECT filename, artist, title, width, height FROM paintings ORDER BY 1").fetchall(),
+            snapshots.append((conn.execute("SELECT filename, artist, title, width, height "
+                                           "FROM paintings ORDER BY 1").fetchall(),
                               conn.execute("SELECT line_no, filename, reason FROM rejects ORDER BY 1").fetchall()))
     assert snapshots[0] == snapshots[1] == snapshots[2]
 

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -13,3 +17,13 @@ def test_gpu_train_benchmark_runs_at_smoke_size():
                           "--steps", "1"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "RATIO input path / in-memory:" in out.stdout
+
+
+def test_label_noise_benchmark_runs_at_smoke_size():
+    """Generate, run, promote, attribute, audit (2 folds), relabel and retrain on 3 artists x 12 at 32 px."""
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "label_noise.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| 10% uniform |" in out.stdout
+    assert "out-of-fold cleanlab (k=2), its flagged list" in out.stdout
+    assert "RATIO" in out.stdout and "not run" not in out.stdout

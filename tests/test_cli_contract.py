@@ -10,6 +10,8 @@ from PIL import Image
 
 from painting_ml.cli import main
 
+pytestmark = pytest.mark.db
+
 BIG = "99999999999999999999"  # 20 digits: past any database integer
 
 HOSTILE = [
@@ -114,6 +116,7 @@ def test_an_unmigrated_database_is_one_line_not_a_traceback(server_url, capsys, 
         db.drop_database(server_url, url)
 
 
+@pytest.mark.e2e
 def test_a_bad_run_id_is_one_line_before_tensorflow_loads(clean_db):
     """In a real process TensorFlow prints notices when it loads; a bad run id is refused first."""
     import os

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -177,6 +179,7 @@ def _compose_command() -> list[str] | None:
     return None
 
 
+@pytest.mark.e2e
 def test_docker_compose_config_accepts_the_file(tmp_path):
     cmd = _compose_command()
     if cmd is None:

@@ -1,16 +1,18 @@
 """The config schema: validation messages, round trips, and the three things generated from it
-(the DAG's Params, the CLI flags, the README table)."""
+(the DAG's Params, the CLI flags, the docs' configuration reference)."""
 
 import argparse
-import re
+import os
 from pathlib import Path
 
 import pytest
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from painting_ml.core.config import CPU_DEMO, RunConfig, Section, markdown_table, sections
 from painting_ml.core.errors import ConfigError
-from painting_ml.core.settings import reload_settings
+from painting_ml.core.settings import RESNET50_NOTOP_FILE, Settings, available_cores, env_name, reload_settings
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,7 +59,8 @@ def test_gate_warning_levels_come_before_failing_ones(field, value, message):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("optimizer", "lion", "optimizer='lion': input should be 'adam', 'adamw', 'rmsprop' or 'sgd'; use one of adam, adamw, rmsprop, sgd"),
+    ("optimizer", "lion", "optimizer='lion': input should be 'adam', 'adamw', 'rmsprop' or 'sgd'; "
+                          "use one of adam, adamw, rmsprop, sgd"),
     ("backbone", "vgg16", "backbone='vgg16': .*use one of resnet50, resnet101, resnet18"),
     ("fine_tune", "half", "fine_tune='half': .*use one of all, frozen, last_k, two_phase"),
     ("targets", ("style",), "list artist once"),
@@ -163,12 +166,20 @@ def test_a_new_schema_field_appears_in_params_cli_and_readme_table():
     assert "| Optimisation | `warmup_epochs` | `2` | an integer in [0, 50] |" in markdown_table(ExtendedConfig)
 
 
-def test_readme_configuration_table_is_the_generated_one():
-    text = (REPO / "README.md").read_text()
-    m = re.search(r"<!-- config-table:start -->\n(.*?)\n<!-- config-table:end -->", text, re.S)
-    assert m, "README.md lost its config-table markers"
-    assert m.group(1).strip() == markdown_table().strip(), \
-        "README's configuration table is stale: paste the output of `painting-ml config --markdown`"
+def test_the_docs_configuration_reference_is_generated_from_the_schema():
+    """docs/reference/config.md holds a marker the mkdocs hook replaces with the schema's tables."""
+    import importlib.util
+
+    assert "<!-- reference:config -->" in (REPO / "docs" / "reference" / "config.md").read_text()
+    spec = importlib.util.spec_from_file_location("docs_reference", REPO / "docs" / "hooks" / "reference.py")
+    assert spec and spec.loader
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    rendered = hook.config_reference()
+    from painting_ml.core.config import RunConfig
+
+    missing = [name for name in RunConfig.model_fields if f"`{name}`" not in rendered]
+    assert missing == []
 
 
 def test_the_real_params_cover_every_field_in_sections():
@@ -197,3 +208,78 @@ def test_the_cli_starts_from_the_deployment_defaults_file(tmp_path, monkeypatch)
     finally:
         monkeypatch.delenv("PAINTING_RUN_DEFAULTS")
         reload_settings()
+
+
+# --- the deployment's settings: environment variables, read once -------------------------------
+@pytest.fixture
+def environ(monkeypatch, tmp_path):
+    """An environment without painting_ml's variables (home: ``tmp_path``); settings read afresh after."""
+    for name in list(os.environ):
+        if name.startswith("PAINTING_") or name == "WANDB_MODE":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PAINTING_HOME", str(tmp_path))
+    yield monkeypatch
+    monkeypatch.undo()
+    reload_settings()
+
+
+def test_settings_defaults_derive_from_the_home(environ, tmp_path):
+    s = reload_settings()
+    assert (s.home, s.db_url, s.wandb_mode, s.default_data_dir) == (tmp_path, None, "offline",
+                                                                    tmp_path / "data" / "demo")
+    assert s.weights == str(tmp_path / "weights" / RESNET50_NOTOP_FILE)
+    assert s.artifacts_url == (tmp_path / "artifacts").as_uri() and s.workers == available_cores()
+    assert (s.train_timeout_minutes, s.keep_runs, s.alert_email, s.run_defaults_file) == (360, 10, (), None)
+    environ.setenv("PAINTING_WEIGHTS_DIR", "/weights")
+    environ.setenv("PAINTING_ALERT_EMAIL", " ops@example.org,, ml@example.org ")
+    s = reload_settings()
+    assert s.weights == f"/weights/{RESNET50_NOTOP_FILE}" and s.alert_email == ("ops@example.org", "ml@example.org")
+
+
+def test_an_empty_variable_means_unset(environ, tmp_path):
+    for name in ("PAINTING_DATA_DIR", "PAINTING_WEIGHTS", "PAINTING_WORKERS", "PAINTING_KEEP_RUNS", "WANDB_MODE",
+                 "PAINTING_RETRAIN_CRON", "PAINTING_TRAIN_TIMEOUT_MINUTES", "PAINTING_ALERT_FROM"):
+        environ.setenv(name, "")  # what compose's ${X:-} passes
+    s = reload_settings()
+    assert (s.default_data_dir, s.keep_runs, s.wandb_mode, s.retrain_cron) == (tmp_path / "data" / "demo", 10,
+                                                                               "offline", "0 3 * * 1")
+    assert (s.train_timeout_minutes, s.alert_from) == (360, None) and s.weights.endswith(RESNET50_NOTOP_FILE)
+
+
+@pytest.mark.parametrize("var,value,message", [
+    ("PAINTING_WORKERS", "0", "PAINTING_WORKERS='0' must be at least 1 (unset: the CPU cores"),
+    ("PAINTING_WORKERS", "many", "PAINTING_WORKERS='many' is not a whole number; use 1 or more"),
+    ("PAINTING_KEEP_RUNS", "-1", "PAINTING_KEEP_RUNS='-1' must be at least 0"),
+    ("PAINTING_INGEST_QUIET_SECONDS", "soon", "PAINTING_INGEST_QUIET_SECONDS='soon' is not a number of seconds"),
+    ("PAINTING_INGEST_QUIET_SECONDS", "-5", "PAINTING_INGEST_QUIET_SECONDS='-5' is negative; use 0 or more seconds"),
+    ("PAINTING_TRAIN_TIMEOUT_MINUTES", "1.5", "PAINTING_TRAIN_TIMEOUT_MINUTES='1.5' is not a whole number; use 1 to "
+                                              "10080 minutes"),
+    ("PAINTING_TRAIN_TIMEOUT_MINUTES", "20000", "PAINTING_TRAIN_TIMEOUT_MINUTES='20000' must be at most 10080"),
+    ("WANDB_MODE", "Online", "WANDB_MODE='Online' is not valid; use offline (default), online or disabled"),
+    ("PAINTING_PROGRESS", "maybe", "PAINTING_PROGRESS='maybe' is not a boolean; use 1 (on) or 0 (off)"),
+])
+def test_a_bad_variable_is_one_line_naming_it_its_value_and_the_fix(environ, var, value, message):
+    environ.setenv(var, value)
+    with pytest.raises(ConfigError) as err:
+        reload_settings()
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    assert str(err.value).count("=") == 1  # derived defaults do not pile on errors of their own
+
+
+def test_weights_none_means_random_init_and_settings_are_frozen(environ):
+    environ.setenv("PAINTING_WEIGHTS", "None")
+    s = reload_settings()
+    assert s.weights is None
+    with pytest.raises(ValidationError):
+        s.weights = "imagenet"  # type: ignore[misc]
+
+
+def test_every_setting_documents_itself_and_names_its_variable():
+    names = {name: env_name(name) for name in Settings.model_fields}
+    assert names["default_data_dir"] == "PAINTING_DATA_DIR" and names["wandb_mode"] == "WANDB_MODE"
+    assert names["run_defaults_file"] == "PAINTING_RUN_DEFAULTS" and names["keep_runs"] == "PAINTING_KEEP_RUNS"
+    assert len(set(names.values())) == len(names)
+    for name, info in Settings.model_fields.items():
+        assert info.description, name
+        if info.default_factory is not None:  # a derived default: the docs show it in words
+            assert "default_doc" in (info.json_schema_extra or {}), name

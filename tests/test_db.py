@@ -9,6 +9,8 @@ import pytest
 from painting_ml.core import db
 from painting_ml.core.settings import get_settings
 
+pytestmark = pytest.mark.db
+
 
 @pytest.fixture
 def empty_db(server_url):

@@ -14,6 +14,8 @@ from painting_ml.data import ingest as catalog
 from painting_ml.data.selection import select_artists
 from painting_ml.data.versions import create_dataset_version, load_items
 
+pytestmark = pytest.mark.db
+
 
 @pytest.fixture
 def version(clean_db, tiny_data, tmp_path):

@@ -5,11 +5,11 @@ import json
 
 import psycopg
 import pytest
-
 from conftest import stored
+
 from painting_ml.core.config import CPU_DEMO
-from painting_ml.orchestration.local_airflow import airflow_env, run_airflow
 from painting_ml.core.settings import reload_settings
+from painting_ml.orchestration.local_airflow import airflow_env, run_airflow
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +49,7 @@ def test_dag_runs_end_to_end(clean_db, tiny_data, tmp_path):
 
     assert sorted((r[1], r[5]) for r in runs) == [("evaluated", "adam"), ("evaluated", "sgd")]  # one mapped run each
     assert len({r[4] for r in runs}) == 1 and len(artists) == 3 and n_aug > 0 and rejects == 4
-    for run_id, status, acc, run_dir, _, _ in runs:
+    for run_id, _status, acc, run_dir, _, _ in runs:
         got = per_run[run_id]
         assert [m[0] for m in got["metrics"]] == sorted(artists) and 0.0 <= acc <= 1.0
         assert sum(m[1] for m in got["metrics"]) == n_test == got["n_pred"] > 0

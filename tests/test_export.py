@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from PIL import Image
 
-from conftest import empty_catalog, tiny_run_config
-from painting_ml import pipeline
 from painting_ml.cli import main
 from painting_ml.learn.export import METADATA_FILE, SERVING_KIND, export_serving_model
+
+pytestmark = pytest.mark.train
 
 # Runs in a clean interpreter: TensorFlow only, no painting_ml, no Keras custom objects.
 LOADER = """
@@ -34,16 +34,14 @@ print(json.dumps({"top1": [names[i] for i in probs.argmax(axis=1)], "p": probs.m
 
 
 @pytest.fixture(scope="module")
-def trained_run(db_url, tiny_data):
-    empty_catalog(db_url)
-    cfg = tiny_run_config(tiny_data, targets=("artist", "style"))
-    return pipeline.prepare_and_train(cfg, run_key="test:export")["run_id"]
+def trained_run(evaluated_run, model_db):
+    return evaluated_run["run_id"]
 
 
 @pytest.fixture(scope="module")
-def images(db_url, trained_run, tmp_path_factory):
+def images(model_db, trained_run, tmp_path_factory):
     """Catalog JPEGs plus the same paintings as a PNG and as a wide and a tall JPEG (crop paths)."""
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(model_db) as conn:
         paths = [r[0] for r in conn.execute("SELECT data_root || '/' || rel_path FROM paintings "
                                             "WHERE gone_at IS NULL ORDER BY filename LIMIT 6").fetchall()]
     folder = tmp_path_factory.mktemp("export_images")
@@ -54,7 +52,7 @@ def images(db_url, trained_run, tmp_path_factory):
     return paths + [str(folder / n) for n in ("as.png", "wide.jpg", "tall.jpg")]
 
 
-def test_export_matches_predict_in_a_fresh_process(db_url, trained_run, images, capsys, tmp_path):
+def test_export_matches_predict_in_a_fresh_process(model_db, trained_run, images, capsys, tmp_path):
     out = export_serving_model(trained_run)
     export = Path(out["path"])
     assert out["written"] and (export / "saved_model.pb").is_file()
@@ -75,11 +73,11 @@ def test_export_matches_predict_in_a_fresh_process(db_url, trained_run, images, 
     assert got["p"] == pytest.approx([p["artists"][0]["probability"] for p in predicted], abs=1e-4)
 
 
-def test_export_files_are_recorded_with_their_sha256_and_kept(db_url, trained_run):
+def test_export_files_are_recorded_with_their_sha256_and_kept(model_db, trained_run):
     first = export_serving_model(trained_run)
     again = export_serving_model(trained_run)
     assert again["written"] is False and again["files"] == first["files"] >= 3
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(model_db) as conn:
         rows = conn.execute("SELECT path, sha256, bytes FROM artifacts WHERE run_id = %s AND kind = %s",
                             (trained_run, SERVING_KIND)).fetchall()
     assert len(rows) == first["files"]

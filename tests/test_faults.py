@@ -14,14 +14,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import stored
 from PIL import Image
 
-from painting_ml.data import ingest as catalog
 from painting_ml.core import db
-from conftest import stored
 from painting_ml.core.config import CPU_DEMO
-from painting_ml.core.files import write_atomic
 from painting_ml.core.errors import DatabaseError
+from painting_ml.core.files import write_atomic
+from painting_ml.data import ingest as catalog
+
+pytestmark = pytest.mark.db
 
 CLI = str(Path(sys.executable).with_name("painting-ml"))
 TRAIN_ARGS = ["--n-artists", "3", "--backbone", "resnet18", "--image-size", "32", "--batch-size", "8",
@@ -43,6 +45,7 @@ def _epochs(url, key):
                             "WHERE r.run_key = %s ORDER BY e.epoch", (key,)).fetchall()
 
 
+@pytest.mark.e2e
 def test_killed_training_resumes_from_its_checkpoint(clean_db, tiny_data, painting_home):
     cmd = [CLI, "train", "--data-dir", str(tiny_data), "--epochs", "4", "--run-key", "kill-test", *TRAIN_ARGS]
     proc = subprocess.Popen(cmd, env=_env(clean_db, painting_home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -133,12 +136,43 @@ def test_atomic_image_write_leaves_nothing_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no temp file left behind
 
 
+@pytest.mark.unit
+def test_threads_writing_one_target_at_once_each_finish(tmp_path):
+    # Exact copies of a painting share one image-cache key: the cache's worker threads may write the
+    # same file at the same moment. Each writes its own temp file and renames it; none fails.
+    import threading
+
+    dest, ready = tmp_path / "same.png", threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    class Slow:
+        def save(self, path, **kw):
+            ready.wait()  # every thread is inside its write before any renames
+            Image.new("RGB", (4, 4)).save(path, **kw)
+
+    def write():
+        try:
+            write_atomic(Slow(), dest, format="PNG")
+        except BaseException as e:  # collected: an exception in a thread would go unseen
+            errors.append(e)
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.png"]
+
+
+@pytest.mark.e2e
 def test_two_runs_at_once_are_isolated_and_secrets_stay_out(clean_db, tiny_data, painting_home):
     # The same database reached through a URL with a password; a fake wandb key in the environment.
     secret_url = psycopg.conninfo.make_conninfo(clean_db, password="s3cret-db-pw")
     env = _env(secret_url, painting_home, WANDB_API_KEY="wandb-key-0123456789abcdef", WANDB_MODE="offline")
     catalog.ingest_if_changed(tiny_data, clean_db)  # both runs then share the catalog as it is
-    common = [CLI, "-v", "run", "--data-dir", str(tiny_data), "--epochs", "1", *[a for a in TRAIN_ARGS if a != "--no-wandb"]]
+    common = [CLI, "-v", "run", "--data-dir", str(tiny_data), "--epochs", "1",
+              *[a for a in TRAIN_ARGS if a != "--no-wandb"]]
     procs = [subprocess.Popen(common + ["--optimizer", opt, "--run-key", f"iso-{opt}", "--seed", str(seed)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for opt, seed in (("adam", 1), ("sgd", 2))]

@@ -12,6 +12,8 @@ from painting_ml.results import plots
 from painting_ml.results.fonts import covered, displayable
 from painting_ml.results.mosaics import _font, render_mosaic
 
+pytestmark = pytest.mark.unit
+
 NAMES = ["葛飾北斎", "김홍도", "ราชา", "राजा रवि वर्मा", "Иван Шишкин", "Ōta Zoë", "Γκρέκο", "פרידה"]
 
 

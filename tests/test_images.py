@@ -14,6 +14,8 @@ from PIL import Image
 from painting_ml.data import images
 from painting_ml.data import ingest as catalog
 
+pytestmark = pytest.mark.db
+
 RED = (200, 30, 30)
 
 

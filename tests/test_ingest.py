@@ -4,9 +4,13 @@ import psycopg
 import pytest
 from PIL import Image
 
+from painting_ml.core.errors import DataError
 from painting_ml.data import images
 from painting_ml.data import ingest as catalog
-from painting_ml.core.errors import DataError
+from painting_ml.data.ingest import plan as planning
+from painting_ml.data.ingest.scan import FileStat
+
+pytestmark = pytest.mark.db
 
 
 def _counts(url):
@@ -169,8 +173,8 @@ def test_ingest_if_changed_only_ingests_new_or_changed_files(clean_db, tiny_data
 
 
 def test_scan_fingerprint_of_a_missing_folder_names_it(tmp_path):
-    from painting_ml.data.ingest import scan_fingerprint
     from painting_ml.core.errors import DataError
+    from painting_ml.data.ingest import scan_fingerprint
 
     with pytest.raises(DataError, match="nowhere does not exist"):
         scan_fingerprint(tmp_path / "nowhere")
@@ -234,7 +238,8 @@ def test_catalog_mirrors_the_folder(clean_db, tiny_data, tmp_path):
     live = _live(clean_db, data)
     for r in (line_removed, unused, file_deleted, now_broken):
         assert r["new_filename"] not in live
-    assert live[changed["new_filename"]][2:8] == (changed["in_train"] == "True", "elsewhere", "test_only", 1234, 567, 89)
+    expected = (changed["in_train"] == "True", "elsewhere", "test_only", 1234, 567, 89)
+    assert live[changed["new_filename"]][2:8] == expected
     with psycopg.connect(clean_db) as conn:
         gone = dict(conn.execute("SELECT filename, gone_at IS NOT NULL FROM paintings WHERE data_root = %s",
                                  (str(data),)).fetchall())
@@ -243,7 +248,7 @@ def test_catalog_mirrors_the_folder(clean_db, tiny_data, tmp_path):
                             ).fetchall()
         rejected = dict(conn.execute("SELECT filename, reason FROM rejects").fetchall())
     # Referenced by the old version: kept as history, marked gone. Unreferenced: removed.
-    assert gone[line_removed["new_filename"]] and gone[file_deleted["new_filename"]] and gone[now_broken["new_filename"]]
+    assert all(gone[r["new_filename"]] for r in (line_removed, file_deleted, now_broken))
     assert unused["new_filename"] not in gone
     assert both == []  # a file is a live painting xor a reject
     assert rejected[file_deleted["new_filename"]] == "missing_file"
@@ -278,7 +283,8 @@ def test_two_folders_in_one_database_never_touch_each_other(clean_db, tiny_data,
 
     def snapshot(root):
         with psycopg.connect(clean_db) as conn:
-            return (conn.execute("SELECT * FROM paintings WHERE data_root = %s ORDER BY filename", (str(root),)).fetchall(),
+            return (conn.execute("SELECT * FROM paintings WHERE data_root = %s ORDER BY filename",
+                                 (str(root),)).fetchall(),
                     conn.execute("SELECT data_root, source_csv, line_no, filename, reason, detail FROM rejects "
                                  "WHERE data_root = %s ORDER BY line_no", (str(root),)).fetchall())
 
@@ -477,7 +483,8 @@ def test_migration_0003_upgrades_an_existing_database(server_url, tmp_path):
     try:
         db.migrate(url, sql_dir=old)
         with psycopg.connect(url) as conn:
-            conn.execute("INSERT INTO paintings (filename, artist, data_root, rel_path, width, height, mode, source_csv) "
+            conn.execute("INSERT INTO paintings (filename, artist, data_root, rel_path, width, height, mode, "
+                         "source_csv) "
                          "VALUES ('1.jpg', 'A', '/data/x', 'train/1.jpg', 10, 10, 'RGB', 'all_data_info.csv')")
             conn.execute("INSERT INTO rejects (source_csv, line_no, filename, reason) "
                          "VALUES ('all_data_info.csv', 2, '2.jpg', 'missing_file')")
@@ -490,7 +497,8 @@ def test_migration_0003_upgrades_an_existing_database(server_url, tmp_path):
             assert conn.execute("SELECT data_root FROM dataset_versions").fetchone()[0] == "/data/x"
             assert conn.execute("SELECT data_root FROM rejects").fetchone()[0] == "/data/x"
             # The same file name in a second folder is now a row of its own.
-            conn.execute("INSERT INTO paintings (filename, artist, data_root, rel_path, width, height, mode, source_csv) "
+            conn.execute("INSERT INTO paintings (filename, artist, data_root, rel_path, width, height, mode, "
+                         "source_csv) "
                          "VALUES ('1.jpg', 'B', '/data/y', 'train/1.jpg', 10, 10, 'RGB', 'all_data_info.csv')")
             assert conn.execute("SELECT count(*) FROM paintings").fetchone()[0] == 2
         assert db.migrate(url) == []
@@ -502,13 +510,13 @@ def test_migration_0003_upgrades_an_existing_database(server_url, tmp_path):
 
 def _count_probes(monkeypatch):
     calls = []
-    real = catalog.probe_image
+    real = planning.probe_image
 
     def counting(path, *args, **kwargs):
         calls.append(Path(path).name)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(catalog, "probe_image", counting)
+    monkeypatch.setattr(planning, "probe_image", counting)
     return calls
 
 
@@ -672,16 +680,14 @@ def test_a_converted_copy_that_went_away_is_made_again(clean_db, tmp_path, monke
 def test_probe_pool_only_for_images_worth_a_thread(tmp_path, monkeypatch):
     """Thumbnails are probed on one thread (a second only fights for the GIL); real-sized files
     get the configured pool. The choice follows the median size of the files to probe."""
-    from painting_ml.data import ingest as catalog
-
-    small, big = (1_000, 0), (400_000, 0)
-    assert catalog._probe_workers(4, [small] * 9 + [big]) == 1
-    assert catalog._probe_workers(4, [big] * 6 + [small] * 4) == 4
-    assert catalog._probe_workers(4, [None, None]) == 4  # nothing known: the configured pool
-    assert catalog._probe_workers(4, []) == 4
+    small, big = FileStat(size=1_000, mtime_ns=0), FileStat(size=400_000, mtime_ns=0)
+    assert planning._probe_workers(4, [small] * 9 + [big]) == 1
+    assert planning._probe_workers(4, [big] * 6 + [small] * 4) == 4
+    assert planning._probe_workers(4, [None, None]) == 4  # nothing known: the configured pool
+    assert planning._probe_workers(4, []) == 4
 
     seen = []
-    monkeypatch.setattr(catalog, "probe_all", lambda paths, workers, copies: seen.append(workers) or
+    monkeypatch.setattr(planning, "probe_all", lambda paths, workers, copies: seen.append(workers) or
                         [catalog.ImageProbe(width=8, height=8, mode="RGB", reason="", detail="", reduced_path=None)
                          for _ in paths])
     data = tmp_path / "data"

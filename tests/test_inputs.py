@@ -5,11 +5,12 @@ import io
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
-import tensorflow as tf
-
 from painting_ml.data.inputs import decode_and_resize, make_dataset  # noqa: E402
+
+pytestmark = pytest.mark.unit
 
 
 def _save(tmp_path, name, img, fmt):

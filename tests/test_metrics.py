@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from painting_ml.learn.metrics import (compute_class_metrics, open_set_scores, pair_auc, sample_pairs,
-                                    top_k_accuracy)
+from painting_ml.learn.metrics import compute_class_metrics, open_set_scores, pair_auc, sample_pairs, top_k_accuracy
+
+pytestmark = pytest.mark.unit
 
 
 def test_per_class_metrics_by_hand():
@@ -47,7 +48,7 @@ def test_sample_pairs_all_or_capped():
     i, j = sample_pairs(list("abcd"))
     assert len(i) == 6 and np.all(i < j)
     i, j = sample_pairs(list(range(100)), max_pairs=50, seed=3)
-    assert len(i) == 50 and len(set(zip(i, j))) == 50
+    assert len(i) == 50 and len(set(zip(i, j, strict=True))) == 50
     assert np.array_equal(sample_pairs(list(range(100)), max_pairs=50, seed=3)[0], i)
 
 
@@ -68,7 +69,8 @@ def test_pair_sampling_memory_does_not_grow_with_the_set():
     i, j = sample_pairs(range(n), max_pairs=20_000, seed=1)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert len(i) == 20_000 and np.all(i < j) and np.all(j < n) and len(set(zip(i.tolist(), j.tolist()))) == 20_000
+    pairs = set(zip(i.tolist(), j.tolist(), strict=True))
+    assert len(i) == 20_000 and np.all(i < j) and np.all(j < n) and len(pairs) == 20_000
     assert peak < 50 * 2**20
 
 

@@ -1,15 +1,24 @@
 """The model factory: backbones, weights files, heads, fine-tuning modes, loss, optimizers."""
 
+import keras
 import numpy as np
 import pytest
 
-import keras
-
 from painting_ml.core.config import CPU_DEMO, RunConfig  # noqa: E402
 from painting_ml.core.errors import ConfigError  # noqa: E402
-from painting_ml.learn.models import (MaskedAccuracy, MaskedSparseCrossentropy, compile_model,  # noqa: E402
-                                create_backbone, create_model, create_optimizer, resnet18, stage_of)
+from painting_ml.learn.models import (  # noqa: E402
+    MaskedAccuracy,
+    MaskedSparseCrossentropy,
+    compile_model,
+    create_backbone,
+    create_model,
+    create_optimizer,
+    resnet18,
+    stage_of,
+)
 from painting_ml.learn.training import plan_phases  # noqa: E402
+
+pytestmark = pytest.mark.train
 
 
 def cfg(**kw):
@@ -52,10 +61,11 @@ def test_local_weights_file_round_trip(tmp_path, backbone):
     model = create_model(cfg(backbone=backbone, weights=str(path)), 3)
     loaded = model.get_layer("backbone")
     assert len(loaded.weights) == len(source.weights)
-    for a, b in zip(source.weights, loaded.weights):
+    for a, b in zip(source.weights, loaded.weights, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     fresh = create_model(c, 3).get_layer("backbone")
-    assert not np.array_equal(keras.ops.convert_to_numpy(fresh.weights[0]), keras.ops.convert_to_numpy(source.weights[0]))
+    fresh_w0 = keras.ops.convert_to_numpy(fresh.weights[0])
+    assert not np.array_equal(fresh_w0, keras.ops.convert_to_numpy(source.weights[0]))
 
 
 def test_weights_errors_name_the_file_and_the_fix(tmp_path):
@@ -167,7 +177,7 @@ def test_gradient_accumulation_updates_every_n_steps():
     for _ in range(6):
         model.train_on_batch(x, y)
         history.append(keras.ops.convert_to_numpy(model.weights[0]).copy())
-    changed = [not np.array_equal(a, b) for a, b in zip([w0] + history[:-1], history)]
+    changed = [not np.array_equal(a, b) for a, b in zip([w0] + history[:-1], history, strict=True)]
     assert changed == [False, False, True, False, False, True]
 
 
@@ -188,7 +198,8 @@ def test_unknown_optimizer_lists_the_choices():
 def test_masked_loss_and_label_smoothing():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]], "float32")
     loss = MaskedSparseCrossentropy(3, reduction=None)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loss(np.array([0, -1]), probs)), [-np.log(0.7), 0.0], rtol=1e-5)
+    per_row = keras.ops.convert_to_numpy(loss(np.array([0, -1]), probs))
+    np.testing.assert_allclose(per_row, [-np.log(0.7), 0.0], rtol=1e-5)
     smooth = MaskedSparseCrossentropy(3, label_smoothing=0.3, reduction=None)
     target = np.array([0.8, 0.1, 0.1])  # 0.7 * onehot + 0.3 / 3
     expected = -(target * np.log(probs[0])).sum()

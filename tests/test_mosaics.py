@@ -1,12 +1,33 @@
+import hashlib
+
+import pytest
 from PIL import Image
 
-from painting_ml.results.mosaics import GREEN, RED, render_mosaic, slugify, thumbnail
+from painting_ml.results.mosaics import GREEN, RED, artist_slugs, render_mosaic, slugify, thumbnail
+
+pytestmark = pytest.mark.unit
 
 
-def test_slugify_non_ascii():
-    assert slugify("Zoë Kovač") == "zoe-kovac"
-    assert slugify("Hiroshi Ó Briain") == "hiroshi-o-briain"
-    assert slugify("???") == "artist"
+@pytest.mark.parametrize("name, slug", [
+    ("Zoë Kovač", "zoe-kovac"), ("Hiroshi Ó Briain", "hiroshi-o-briain"), ("???", "artist"),
+    # Letters with no decomposition are transliterated, not dropped.
+    ("Søren Weiß", "soren-weiss"), ("Łukasz Ærø", "lukasz-aero"), ("葛飾北斎", "geshibeizhai"),
+    ("Ελληνικός", "ellinikos"), ("Zoe\u0308 Kovac\u030c", "zoe-kovac"),  # macOS NFD file names
+])
+def test_slugify_transliterates(name, slug):
+    assert slugify(name) == slug
+
+
+def test_artist_slugs_never_collide():
+    names = ["Søren Weiß", "Soren Weiss", "soren weiss", "Sören Weiss", "Ελληνικός", "Ellinikos"]
+    slugs = artist_slugs(names)
+    assert len(set(slugs.values())) == len(names)
+    # The first spelling keeps the plain slug; the others get a suffix from their own spelling.
+    assert slugs["Søren Weiß"] == "soren-weiss" and slugs["Ελληνικός"] == "ellinikos"
+    assert slugs["Soren Weiss"].startswith("soren-weiss-") and slugs["Ellinikos"].startswith("ellinikos-")
+    # A suffixed slug never takes another artist's plain one, whatever the order.
+    clash = artist_slugs(["Ann", "ann", f"ann-{hashlib.sha1(b'ann').hexdigest()[:6]}"])
+    assert len(set(clash.values())) == 3
 
 
 def test_thumbnail_keeps_aspect_and_converts_modes(tmp_path):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-import keras
-
 from painting_ml.learn.online_augment import RandomAffine  # noqa: E402
+
+pytestmark = pytest.mark.unit
 
 
 def _dot_batch(n=16):

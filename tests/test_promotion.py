@@ -10,6 +10,8 @@ from conftest import champion_of
 from painting_ml.results.comparison import pick_best
 from painting_ml.results.promotion import Scores, decide, promote
 
+pytestmark = pytest.mark.db
+
 
 def test_first_model_becomes_champion():
     ok, reasons = decide(Scores(0.4, {"a": 0.5}), None, 5)

@@ -11,6 +11,8 @@ from painting_ml.cli import main
 from painting_ml.core.errors import ConfigError
 from painting_ml.results.queries import list_queries, parse_query, run_query
 
+pytestmark = pytest.mark.db
+
 EXPECTED = {
     "latest_metrics": ["artist", "precision", "recall", "f1", "support", "accuracy"],
     "compare_runs": ["run_id", "status", "backbone", "optimizer", "targets", "fine_tune", "image_size", "epochs_run",
@@ -28,9 +30,14 @@ ATTRIBUTION_EXPECTED = {
     "attributions": ["filename", "catalog_artist", "attributed_artist", "probability", "catalog_artist_probability",
                      "top_artists", "data_root"],
     "possible_misattributions": ["filename", "catalog_artist", "catalog_artist_probability", "rival_artist",
-                                 "rival_probability", "data_root"],
+                                 "rival_probability", "data_root", "source"],
     "similar_paintings": ["filename", "artist", "distance", "data_root"],
     "artist_neighbours": ["artist", "neighbour", "rank", "distance", "paintings", "neighbour_paintings"],
+}
+# Over curators' verdicts; their values are tested in tests/test_reviews.py.
+REVIEW_EXPECTED = {
+    "label_overrides": ["data_root", "filename", "title", "csv_artist", "curator_artist", "reviewer", "reviewed_at",
+                        "review_id", "note"],
 }
 
 
@@ -41,20 +48,24 @@ def populated(clean_db):
         conn.execute("INSERT INTO paintings (filename, artist, data_root, rel_path, width, height, mode, source_csv) "
                      "VALUES ('1.jpg', 'Ann', '/d', 'train/1.jpg', 10, 10, 'RGB', 'all_data_info.csv')")
         conn.execute("INSERT INTO rejects (data_root, source_csv, line_no, filename, reason) VALUES "
-                     "('/d', 'all_data_info.csv', 3, 'x.jpg', 'missing_file'), ('/d', 'all_data_info.csv', 9, 'y.jpg', 'missing_file'),"
+                     "('/d', 'all_data_info.csv', 3, 'x.jpg', 'missing_file'), "
+                     "('/d', 'all_data_info.csv', 9, 'y.jpg', 'missing_file'),"
                      "('/d', 'all_data_info.csv', 5, 'z.jpg', 'undecodable')")
         conn.execute("INSERT INTO dataset_versions (content_hash, config, artists, artist_counts) "
                      "VALUES ('h', '{}', '[\"Ann\", \"Bo\"]', '{}')")
-        for run_id, opt, acc, f1, finished in ((1, "adam", 0.8, 0.75, "2026-01-01"), (2, "sgd", 0.6, 0.55, "2026-01-02")):
+        for run_id, opt, acc, f1, finished in ((1, "adam", 0.8, 0.75, "2026-01-01"),
+                                               (2, "sgd", 0.6, 0.55, "2026-01-02")):
             conn.execute("INSERT INTO runs (id, run_key, dataset_version_id, config, status, run_dir, test_accuracy, "
                          "macro_f1, top3_accuracy, open_set_auroc, finished_at) VALUES (%s, %s, 1, %s, 'evaluated', "
                          "'/r', %s, %s, 1.0, 0.7, %s)",
-                         (run_id, f"k{run_id}", json.dumps({"backbone": "resnet50", "optimizer": opt, "targets": ["artist"],
-                                                            "fine_tune": "all", "image_size": 64, "learning_rate": 0.001}),
+                         (run_id, f"k{run_id}",
+                          json.dumps({"backbone": "resnet50", "optimizer": opt, "targets": ["artist"],
+                                      "fine_tune": "all", "image_size": 64, "learning_rate": 0.001}),
                           acc, f1, finished))
             for epoch, val in ((1, acc - 0.2), (2, acc - 0.1)):
-                conn.execute("INSERT INTO epochs (run_id, epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, "
-                             "seconds) VALUES (%s, %s, 1.0, 0.5, 1.1, %s, 0.001, 2.0)", (run_id, epoch, val))
+                conn.execute("INSERT INTO epochs (run_id, epoch, loss, accuracy, val_loss, val_accuracy, "
+                             "learning_rate, seconds) VALUES (%s, %s, 1.0, 0.5, 1.1, %s, 0.001, 2.0)",
+                             (run_id, epoch, val))
             conn.execute("INSERT INTO class_metrics VALUES (%s, 'artist', 'Ann', 0.9, %s, 0.8, 5, %s), "
                          "(%s, 'artist', 'Bo', 0.7, 0.6, 0.65, 5, 0.6)", (run_id, acc, acc, run_id))
             conn.execute("INSERT INTO confusion VALUES (%s, 'artist', 'Ann', 'Ann', 4), (%s, 'artist', 'Ann', 'Bo', 1),"
@@ -70,13 +81,13 @@ def populated(clean_db):
 
 def test_every_named_query_is_listed_described_and_tested():
     names = {q.name for q in list_queries()}
-    assert names == set(EXPECTED) | set(ATTRIBUTION_EXPECTED)
+    assert names == set(EXPECTED) | set(ATTRIBUTION_EXPECTED) | set(REVIEW_EXPECTED)
     assert all(q.description for q in list_queries())
 
 
 def test_attribution_queries_have_their_columns_on_an_unscored_catalog(populated):
     params = {"similar_paintings": {"filename": "1.jpg"}}
-    for name, columns in ATTRIBUTION_EXPECTED.items():
+    for name, columns in {**ATTRIBUTION_EXPECTED, **REVIEW_EXPECTED}.items():
         got, rows = run_query(name, params.get(name), populated)
         assert got == columns and rows == [], name
 
@@ -125,7 +136,8 @@ def test_query_parameter_errors(populated):
 
 def test_parse_query_header():
     q = parse_query("x", "-- description: d\n-- param: a int = latest\n-- param: b text\nSELECT 1")
-    assert q.description == "d" and [(p.name, p.type, p.default) for p in q.params] == [("a", "int", "latest"), ("b", "text", None)]
+    params = [(p.name, p.type, p.default) for p in q.params]
+    assert q.description == "d" and params == [("a", "int", "latest"), ("b", "text", None)]
 
 
 def test_sql_cli_formats(populated, capsys):
@@ -155,6 +167,6 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("synth", "ingest", "migrate", "run", "train", "evaluate", "promote", "report", "predict", "verify", "metrics", "sql",
-                "runs", "demo"):
+    for cmd in ("synth", "ingest", "migrate", "run", "train", "evaluate", "promote", "report", "predict", "verify",
+                "metrics", "sql", "runs", "demo"):
         assert f"    {cmd} " in out or f"    {cmd}\n" in out, cmd

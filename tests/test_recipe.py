@@ -17,6 +17,8 @@ from painting_ml import pipeline
 from painting_ml.core.config import RunConfig
 from painting_ml.learn.training import train
 
+pytestmark = pytest.mark.train
+
 REPO = Path(__file__).resolve().parent.parent
 
 

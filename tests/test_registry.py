@@ -12,8 +12,9 @@ from painting_ml.core import db
 from painting_ml.core.settings import get_settings
 from painting_ml.results import promotion
 from painting_ml.results.promotion import promote
-from painting_ml.results.registry import (RegistryError, champion_history, champion_info, rollback_champion,
-                                          set_champion)
+from painting_ml.results.registry import RegistryError, champion_history, champion_info, rollback_champion, set_champion
+
+pytestmark = pytest.mark.db
 
 
 def _add_run(conn, run_id, f1, status="evaluated", version=1):
@@ -32,7 +33,7 @@ def runs(clean_db):
                      "VALUES (1, 'h1', '{}', '[\"a\", \"b\"]', '{}')")
         for run_id, f1 in ((1, 0.60), (2, 0.50), (3, 0.70)):
             _add_run(conn, run_id, f1)
-        _add_run(conn, 4, None, status="training")
+        _add_run(conn, 4, None, status="running")
     return clean_db
 
 
@@ -71,7 +72,7 @@ def test_set_champion_refuses_what_cannot_be_champion(runs):
     url = runs
     with pytest.raises(RegistryError, match=r"^run 99 does not exist; `painting-ml runs` lists the runs$"):
         set_champion(99, "alice", "why not", url)
-    with pytest.raises(RegistryError, match="run 4 is training, not evaluated"):
+    with pytest.raises(RegistryError, match="run 4 is running, not evaluated"):
         set_champion(4, "alice", "why not", url)
     with pytest.raises(RegistryError, match="needs why"):
         set_champion(1, "alice", "   ", url)
@@ -154,7 +155,7 @@ def test_champion_cli_shows_sets_and_rolls_back(runs, capsys, monkeypatch):
 
 @pytest.mark.parametrize("argv, expected", [
     (["champion", "--set", "999999", "--why", "x"], ["painting-ml champion: error:", "run 999999 does not exist"]),
-    (["champion", "--set", "4", "--why", "x"], ["painting-ml champion: error:", "run 4 is training, not evaluated"]),
+    (["champion", "--set", "4", "--why", "x"], ["painting-ml champion: error:", "run 4 is running, not evaluated"]),
     (["champion", "--set", "1"], ["painting-ml champion: error:", "--set needs --why TEXT"]),
     (["champion", "--set", "1", "--why", " "], ["painting-ml champion: error:", "needs why"]),
     (["champion", "--why", "x"], ["painting-ml champion: error:", "--why and --who go with --set"]),

@@ -8,25 +8,23 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from conftest import stored
 from PIL import Image
 
-from conftest import empty_catalog, stored, tiny_run_config
 from painting_ml import pipeline
 from painting_ml.core.config import RunConfig
 from painting_ml.results.mosaics import artist_slugs, mosaic_tiles
 from painting_ml.results.plots import confusion_matrix_from_rows
+
+pytestmark = pytest.mark.train
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
-def reported_run(db_url, tiny_data):
-    empty_catalog(db_url)
-    cfg = tiny_run_config(tiny_data, epochs=2, head_units=32, targets=("artist", "style"), mosaic_thumb=48,
-                          mosaic_columns=4, early_stopping_patience=5)
-    summary = pipeline.run_all(cfg, run_key="test:report")
-    return summary
+def reported_run(evaluated_run, model_db):
+    return evaluated_run
 
 
 def test_mosaic_tiles_predicted_and_real():
@@ -53,9 +51,9 @@ def test_confusion_matrix_from_rows():
     assert m.tolist() == [[0, 2], [0, 3]]
 
 
-def test_artifacts_are_registered_once_with_their_hash(db_url, reported_run):
+def test_artifacts_are_registered_once_with_their_hash(model_db, reported_run):
     run_id = reported_run["run_id"]
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(model_db) as conn:
         rows = conn.execute("SELECT kind, path, bytes, sha256 FROM artifacts WHERE run_id = %s", (run_id,)).fetchall()
     kinds = [r[0] for r in rows]
     assert kinds.count("mosaic_predicted") == kinds.count("mosaic_real") == 3
@@ -67,7 +65,7 @@ def test_artifacts_are_registered_once_with_their_hash(db_url, reported_run):
         assert len(data) == size and hashlib.sha256(data).hexdigest() == sha
     pipeline.mosaics_step(RunConfig(data_dir="-", mosaic_thumb=48), run_id)
     pipeline.report_step(run_id)
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(model_db) as conn:
         again = conn.execute("SELECT count(*) FROM artifacts WHERE run_id = %s", (run_id,)).fetchone()[0]
     assert again == len(rows)
 
@@ -84,8 +82,6 @@ def test_mosaic_images_have_the_title_and_borders(reported_run):
 
 def test_report_renders_in_headless_chromium(reported_run, tmp_path):
     if not (CHROMIUM and CHROMEDRIVER):
-        if os.environ.get("PAINTING_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium/chromedriver missing: apt-get install chromium chromium-driver")
         pytest.skip("chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
     os.environ.setdefault("SE_OFFLINE", "true")
     from selenium import webdriver

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from painting_ml.orchestration.results_plugin import (PaintingResultsPlugin, render_runs_page, report_href,
-                                                       resolve_run_file, run_prefix)
+from painting_ml.orchestration.results_plugin import (
+    PaintingResultsPlugin,
+    create_app,
+    read_dag_runs,
+    render_runs_page,
+    report_href,
+    resolve_run_file,
+    run_prefix,
+)
+
+pytestmark = pytest.mark.unit
 
 
 def _row(**over):
@@ -62,4 +71,36 @@ def test_the_plugin_registers_the_app_and_the_two_views():
         and "{RUN_ID}" in views["Results"]["href"]
     assert views["Painting results"]["destination"] == "nav"
     routes = {r.path for r in app["app"].routes}
-    assert {"/", "/dags/{dag_id}/runs/{run_id}", "/dags/{dag_id}/runs/{run_id}/models/{model_run}/{path:path}"} <= routes
+    expected = {"/", "/dags/{dag_id}/runs/{run_id}", "/dags/{dag_id}/runs/{run_id}/models/{model_run}/{path:path}"}
+    assert expected <= routes
+
+
+@pytest.mark.parametrize("status, accept, expected", [
+    (401, "text/html,application/xhtml+xml,*/*;q=0.8", 303),  # a browser without a session: to login
+    (401, "application/json", 401),  # an API client: the 401 itself
+    (401, "*/*", 401),
+    (403, "text/html", 403),  # logged in but not allowed: no redirect loop
+])
+def test_a_browser_without_a_session_is_sent_to_login_and_back(monkeypatch, status, accept, expected):
+    from fastapi import FastAPI, HTTPException
+    from fastapi.testclient import TestClient
+
+    class AuthManager:
+        def get_url_login(self, next_url=None):
+            return f"/auth/login?next={next_url}"
+
+    def refuse():
+        raise HTTPException(status, "Not authenticated")
+
+    monkeypatch.setattr("airflow.api_fastapi.app.get_auth_manager", lambda: AuthManager())
+    app = create_app()
+    app.dependency_overrides[read_dag_runs] = refuse
+    api_server = FastAPI()
+    api_server.mount("/painting", app)  # as Airflow mounts a plugin's app
+    page = "/painting/dags/painting_retrain/runs/manual__1/models/3/report.html?x=1"
+    got = TestClient(api_server).get(page, headers={"Accept": accept}, follow_redirects=False)
+    assert got.status_code == expected
+    if expected == 303:
+        assert got.headers["location"] == f"/auth/login?next={page}"
+    else:
+        assert got.json() == {"detail": "Not authenticated"}

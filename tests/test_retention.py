@@ -12,8 +12,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from conftest import empty_catalog, tiny_run_config
+
+pytestmark = pytest.mark.db
 
 DAY = 86400
 OLD = time.time() - 3 * DAY
@@ -152,7 +153,8 @@ def test_gc_keeps_what_the_policy_names_and_removes_the_rest(gc_home, clean_db):
         pruned = conn.execute("SELECT id FROM runs WHERE files_pruned_at IS NOT NULL ORDER BY id").fetchall()
         assert [r[0] for r in pruned] == [2, 4]
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 7  # rows stay
-        assert conn.execute("SELECT DISTINCT run_id FROM artifacts ORDER BY 1").fetchall() == [(1,), (3,), (5,), (6,), (7,)]
+        artifact_runs = conn.execute("SELECT DISTINCT run_id FROM artifacts ORDER BY 1").fetchall()
+        assert artifact_runs == [(1,), (3,), (5,), (6,), (7,)]
         assert conn.execute("SELECT DISTINCT version_id FROM augmented_images ORDER BY 1").fetchall() == [(1,), (4,)]
         assert conn.execute("SELECT rel_path FROM image_cache ORDER BY 1").fetchall() == [("train/both.jpg",),
                                                                                         ("train/p1.jpg",)]
@@ -173,6 +175,50 @@ def test_keep_runs_zero_still_keeps_champion_promoted_and_running(gc_home, clean
     assert out["kept_runs"] == [1, 3, 5, 6, 7]  # finished less than grace ago: kept whatever keep_runs says
     with pytest.raises(ConfigError, match="keep_runs=-1"):
         collect_garbage(keep_runs=-1)
+
+
+def _audits(db_url) -> None:
+    """Three audits of /data, their fold runs newer than every retrain run and 'trained' for good
+    (fold runs are never evaluated): audit 1 ranked then superseded (runs 8, 9), audit 2 the latest
+    ranked (10, 11), audit 3 still training (12); fold version 5."""
+    from painting_ml.core.store import get_store
+
+    store = get_store()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO dataset_versions (id, content_hash, config, artists, artist_counts, data_root, "
+                     "created_at) VALUES (5, 'h5', '{\"audit\": {\"fold\": 0}}', '[]', '{}', '/data', "
+                     "now() - interval '30 days')")
+        for audit, status, runs in ((1, "ranked", (8, 9)), (2, "ranked", (10, 11)), (3, "running", (12,))):
+            conn.execute("INSERT INTO audits (id, audit_key, dataset_version_id, data_root, folds, recipe, config, "
+                         "status) VALUES (%s, %s, 1, '/data', 2, 'head', '{}', %s)", (audit, f"a{audit}", status))
+            for fold, rid in enumerate(runs):
+                run_dir = f"runs/run_{rid}_abcd"
+                conn.execute("INSERT INTO runs (id, run_key, dataset_version_id, config, status, run_dir, model_path, "
+                             "started_at, finished_at) VALUES (%s, %s, 5, '{}', 'trained', %s, %s, "
+                             "now() - interval '2 days', now() - interval '2 days')",
+                             (rid, f"audit:a{audit}:fold{fold}", run_dir, f"{run_dir}/model.keras"))
+                _file(store, f"{run_dir}/model.keras", 1000)
+                conn.execute("INSERT INTO audit_folds (audit_id, fold, dataset_version_id, run_id) "
+                             "VALUES (%s, %s, 5, %s)", (audit, fold, rid))
+        conn.execute("SELECT setval('runs_id_seq', 12)")
+
+
+def test_audit_fold_runs_kept_while_their_audit_is_current_and_never_count_as_newest(gc_home, clean_db):
+    from painting_ml.results.retention import collect_garbage
+
+    scene = _scene(clean_db, gc_home)
+    _audits(clean_db)
+    out = collect_garbage(keep_runs=2)
+    assert out["runs_pruned"] == [2, 4, 8, 9]  # the superseded audit's folds go; 5 and 6 stay the newest
+    assert out["kept_runs"] == [1, 3, 5, 6, 7, 10, 11, 12]
+    keys = set(scene["store"].list())
+    assert {f"runs/run_{r}_abcd/model.keras" for r in (10, 11, 12)} <= keys
+    assert not any(k.startswith(("runs/run_8_", "runs/run_9_")) for k in keys)
+    assert 5 in out["live_versions"]  # audit 3's fold version is in use
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute("UPDATE audits SET status = 'ranked' WHERE id = 3")  # audit 3 supersedes audit 2
+    out = collect_garbage(keep_runs=2)
+    assert out["runs_pruned"] == [10, 11] and out["kept_runs"] == [1, 3, 5, 6, 7, 12]
 
 
 def test_a_run_promoted_or_retried_after_the_plan_keeps_its_files(gc_home, clean_db, monkeypatch):
@@ -238,6 +284,7 @@ def test_run_lineage_view_and_runs_json(gc_home, clean_db, capsys):
     assert main(["runs"]) == 0 and "code_commit" not in capsys.readouterr().out  # the table stays as it was
 
 
+@pytest.mark.train
 def test_a_real_tiny_run_is_pruned_and_its_metrics_stay(gc_home, clean_db, tiny_data, capsys):
     """One real training (resnet18, 32 px, one epoch): its model's sha256 is in the lineage; gc with
     keep_runs=0 and no grace removes its folder but not its metrics."""

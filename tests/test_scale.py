@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
@@ -19,7 +23,8 @@ def test_long_tail_is_pbn_shaped():
 
 def test_scale_benchmark_runs_at_smoke_size(db_url, tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "bench" / "scale.py"), "--rows", "120", "--artists", "12",
-                          "--out", str(tmp_path / "set"), "--in-process", "--repeats", "1"], capture_output=True, text=True, timeout=300)
+                          "--out", str(tmp_path / "set"), "--in-process", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout
     assert "unchanged re-ingest" in lines and "skipped (fingerprint)" in lines

@@ -8,6 +8,8 @@ import pytest
 
 from painting_ml.core.db import redact_url
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -43,15 +45,15 @@ def test_every_way_of_writing_a_dsn_is_redacted(dsn, shown):
     "postgresql://127.0.0.1:1/painting?password=s3cret",               # query
     "postgresql://app:s3@cret@127.0.0.1:1/painting",                   # unencoded @
 ])
+@pytest.mark.db
 def test_connection_errors_never_show_the_password(dsn):
     import traceback
 
     from painting_ml.core import db
     from painting_ml.core.errors import DatabaseError
 
-    with pytest.raises(DatabaseError) as err:
-        with db.connect(dsn):
-            pass
+    with pytest.raises(DatabaseError) as err, db.connect(dsn):
+        pass
     shown = "".join(traceback.format_exception(err.value))  # what a log or Airflow would print
     assert "s3cret" not in shown and "cret" not in shown and "***" in shown
 

@@ -3,6 +3,8 @@ import pytest
 from painting_ml.core.errors import SelectionError
 from painting_ml.data.selection import choose_top
 
+pytestmark = pytest.mark.unit
+
 
 def test_top_n_equalised_to_smallest():
     sel = choose_top({"a": 50, "b": 20, "c": 35, "d": 5}, 2, min_per_artist=3)
@@ -51,6 +53,7 @@ def test_choose_dispatches_on_config():
     cfg = RunConfig(data_dir="/d", artists=("Degas", "Renoir"))
     assert cfg.strategy == "list" and cfg.n_artists == 2
     assert choose(COUNTS, cfg).artists == ["Degas", "Renoir"]
-    assert choose(COUNTS, RunConfig(data_dir="/d", n_artists=2, strategy="capped", cap=70)).take == {"Monet": 70, "Degas": 60}
+    capped = choose(COUNTS, RunConfig(data_dir="/d", n_artists=2, strategy="capped", cap=70))
+    assert capped.take == {"Monet": 70, "Degas": 60}
     with pytest.raises(SelectionError, match="no usable paintings"):
         choose({}, cfg)

@@ -3,7 +3,11 @@
 import os
 import time
 
+import pytest
+
 from painting_ml.data.settle import folder_settled, scan
+
+pytestmark = pytest.mark.unit
 
 
 def _old(path, seconds=3600):
@@ -47,4 +51,4 @@ def test_off_and_missing(tmp_path):
     assert folder_settled(tmp_path / "nope", 60) == (True, f"{tmp_path / 'nope'} does not exist")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x").write_bytes(b"12")
-    assert scan(tmp_path)["d/x"][0] == 2
+    assert scan(tmp_path)["d/x"].size == 2

@@ -13,6 +13,8 @@ import pytest
 
 from painting_ml.core.store import ArtifactStore, StoreError, check_key, storage_options
 
+pytestmark = pytest.mark.unit
+
 BUCKET = "painting-test"
 
 
@@ -101,7 +103,8 @@ def test_put_fetch_list_exists(store, tmp_path):
     got = other.fetch(key)
     assert got == other.local_path(key) and got.read_bytes() == b"model"
     assert other.key_of(got) == key
-    assert [p.read_bytes() for p in other.fetch_many(["derived/d1/x.png", key, "derived/d1/x.png"])] == [b"png!", b"model", b"png!"]
+    fetched = other.fetch_many(["derived/d1/x.png", key, "derived/d1/x.png"])
+    assert [p.read_bytes() for p in fetched] == [b"png!", b"model", b"png!"]
     if not store.is_local:
         assert not store.local_path("derived/d1/x.png").exists()  # nothing copied to the writer's scratch
         assert sorted(p.name for p in (tmp_path / "scratch-b").rglob("*")  # no partial downloads left
@@ -131,15 +134,14 @@ def test_fetch_of_a_missing_key_says_so_in_one_line(store, tmp_path):
 
 
 def test_put_of_a_missing_file_is_a_store_error(store, tmp_path):
-    if store.is_local:
-        pytest.skip("the local store copies with shutil (FileNotFoundError)")
     with pytest.raises(StoreError, match="is not a file"):
         store.put("runs/x/model.keras", tmp_path / "absent")
 
 
 def test_delete_and_delete_prefix(store, tmp_path):
     src = _write(tmp_path / "f", b"12")
-    for key in ("runs/run_3/model.keras", "runs/run_3/plots/a.png", "runs/run_3/plots/b.png", "runs/run_30/model.keras"):
+    for key in ("runs/run_3/model.keras", "runs/run_3/plots/a.png", "runs/run_3/plots/b.png",
+                "runs/run_30/model.keras"):
         store.put(key, src)
     reader = _other_host(store, tmp_path, "scratch-d")
     reader.fetch("runs/run_3/model.keras")

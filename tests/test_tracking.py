@@ -17,8 +17,17 @@ from psycopg.types.json import Jsonb
 
 from painting_ml.core.errors import PaintingMLError
 from painting_ml.core.settings import reload_settings
-from painting_ml.learn.tracking import (MODEL_ARTIFACT, evaluation_summary, log_champion, log_evaluation,
-                                        new_wandb_id, start_training, wandb_dir)
+from painting_ml.learn.tracking import (
+    MODEL_ARTIFACT,
+    evaluation_summary,
+    log_champion,
+    log_evaluation,
+    new_wandb_id,
+    start_training,
+    wandb_dir,
+)
+
+pytestmark = pytest.mark.db
 
 CLASSES = {"artist": ["Ann", "Bob"], "style": ["Baroque", "Cubism"]}
 SUMMARY = {"test_accuracy": 0.75, "macro_f1": 0.7, "top3_accuracy": 1.0, "n_test": 8, "chance": 0.5,
@@ -139,6 +148,7 @@ def test_wandb_ids_are_random_and_never_the_database_id():
     assert all(re.fullmatch(r"painting-[0-9a-f]{12}", i) for i in ids)
 
 
+@pytest.mark.e2e
 def test_training_evaluation_and_promotion_land_in_one_wandb_run(clean_db, tmp_path):
     wandb_id = new_wandb_id()
     _add_run(clean_db, wandb_id=wandb_id)
@@ -189,6 +199,7 @@ def test_training_evaluation_and_promotion_land_in_one_wandb_run(clean_db, tmp_p
     assert promotion["summary"]["champion"] is True
 
 
+@pytest.mark.e2e
 def test_a_database_reset_does_not_reuse_the_wandb_run(clean_db):
     """Run 1 before and after a reset are two wandb runs: the id comes from new_wandb_id, not runs.id."""
     seen = []

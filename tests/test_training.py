@@ -3,16 +3,17 @@ prediction and verification from the CLI."""
 
 import json
 
+import keras
 import numpy as np
 import psycopg
 import pytest
-
-import keras
 
 from painting_ml import pipeline  # noqa: E402
 from painting_ml.cli import main  # noqa: E402
 from painting_ml.core.config import CPU_DEMO, RunConfig  # noqa: E402
 from painting_ml.learn.training import train  # noqa: E402
+
+pytestmark = pytest.mark.train
 
 
 def small_cfg(data, **kw):
@@ -67,7 +68,8 @@ def test_retry_resumes_from_the_last_checkpoint(db_url, tiny_data, version):
     with pytest.raises(Boom):
         train(cfg, version, "test:resume", callbacks=[FailAt(2)])
     with psycopg.connect(db_url) as conn:
-        run_id, status, error = conn.execute("SELECT id, status, error FROM runs WHERE run_key = 'test:resume'").fetchone()
+        run_id, status, error = conn.execute("SELECT id, status, error FROM runs "
+                                             "WHERE run_key = 'test:resume'").fetchone()
     # The run that died says so, with the error; it is not left 'running'.
     assert status == "failed" and error == "Boom: injected failure at epoch 3"
     assert epoch_rows(db_url, run_id) == [(1, 1), (2, 1)]
@@ -115,7 +117,8 @@ def test_multitask_evaluation_rows(db_url, multitask_run):
                             (run_id,)).fetchone()
         verification = conn.execute("SELECT subset, score, n_pairs, auc FROM verification WHERE run_id = %s",
                                     (run_id,)).fetchall()
-        epoch_metrics = conn.execute("SELECT metrics FROM epochs WHERE run_id = %s AND epoch = 1", (run_id,)).fetchone()[0]
+        epoch_metrics = conn.execute("SELECT metrics FROM epochs WHERE run_id = %s AND epoch = 1",
+                                     (run_id,)).fetchone()[0]
         runs_row = conn.execute("SELECT top3_accuracy, open_set_auroc, summary FROM runs WHERE id = %s",
                                 (run_id,)).fetchone()
     assert set(classes) == {"artist", "style", "genre"} and len(classes["artist"]) == 3
@@ -135,7 +138,8 @@ def test_multitask_evaluation_rows(db_url, multitask_run):
 def test_reevaluation_replaces_rows(db_url, multitask_run):
     run_id, _ = multitask_run
     count = "SELECT (SELECT count(*) FROM class_metrics WHERE run_id = %(r)s), " \
-            "(SELECT count(*) FROM predictions WHERE run_id = %(r)s), (SELECT count(*) FROM confusion WHERE run_id = %(r)s)"
+            "(SELECT count(*) FROM predictions WHERE run_id = %(r)s), " \
+            "(SELECT count(*) FROM confusion WHERE run_id = %(r)s)"
     with psycopg.connect(db_url) as conn:
         before = conn.execute(count, {"r": run_id}).fetchone()
     pipeline.evaluate_step(run_id)

@@ -12,6 +12,8 @@ from painting_ml.core.config import RunConfig
 from painting_ml.core.errors import DataQualityError
 from painting_ml.data.validation import Finding, check_drift, check_reject_rate, check_split_counts, measure_drift
 
+pytestmark = pytest.mark.db
+
 CFG = RunConfig(data_dir="-", max_reject_rate=0.1, warn_reject_rate=0.02, min_split_paintings=4,
                 warn_split_paintings=6, max_drift=0.5, warn_drift=0.2)
 

@@ -1,9 +1,12 @@
 import psycopg
+import pytest
 
-from painting_ml.data import ingest as catalog
 from painting_ml.core.config import RunConfig
-from painting_ml.data.versions import create_dataset_version, equalise, load_items, stratified_split
+from painting_ml.data import ingest as catalog
 from painting_ml.data.selection import select_artists
+from painting_ml.data.versions import create_dataset_version, equalise, load_items, stratified_split
+
+pytestmark = pytest.mark.db
 
 
 def test_stratified_split_covers_every_class_without_overlap():

@@ -5,6 +5,9 @@ number out of range, a run id that does not exist, any :class:`PaintingMLError` 
 one line, ``painting-ml <command>: error: <what> …``, on stderr and exits with status 2. Numbers
 are range-checked where they are parsed (limits and top-k at least 1, run ids positive and
 existing). Anything else is a bug and keeps its traceback.
+
+A stop signal (SIGTERM, SIGINT, SIGHUP) during ``run`` or ``train`` prints one line — the run's
+state and the command that resumes it — and exits with 128 + the signal's number.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
+from painting_ml.cli.console import Stopped, format_artist_table, format_summary, print_rows
 from painting_ml.cli.flags import RUN_ID, add_config_flags, config_from_args, int_in, positive_float, require_run
-from painting_ml.cli.console import format_artist_table, format_summary, print_rows
 from painting_ml.core.errors import PaintingMLError
 
 
@@ -32,7 +37,7 @@ class UsageError(PaintingMLError):
 class Parser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one line (no usage block) via :class:`UsageError`."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(self.prog, f"{message} (see `{self.prog} --help`)")
 
 
@@ -40,9 +45,12 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     from painting_ml.data.synth import generate
 
     counts = generate(Path(args.out), artists=args.artists, per_artist=args.per_artist, size=args.size,
-                      seed=args.seed, test_only_artists=args.test_only, broken=args.broken)
+                      seed=args.seed, test_only_artists=args.test_only, broken=args.broken,
+                      mislabel=args.mislabel, mislabel_kind=args.mislabel_kind)
+    wrong = (f"; {counts['mislabelled']} labels wrong on purpose ({args.mislabel_kind}), the truth in "
+             f"{Path(args.out) / 'mislabelled.csv'}" if counts["mislabelled"] else "")
     _emit(args, counts, f"wrote {counts['images']} images ({counts['broken']} broken on purpose) and "
-                        f"{counts['paintings']} CSV rows to {args.out}")
+                        f"{counts['paintings']} CSV rows to {args.out}{wrong}")
 
 
 def _cmd_ingest(args: argparse.Namespace) -> None:
@@ -77,19 +85,58 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_config(args: argparse.Namespace) -> None:
-    from painting_ml.core.config import RunConfig, markdown_table
+    from painting_ml.core.config import PRESETS, RunConfig, markdown_table
 
-    if args.markdown:
+    if args.presets:
+        print(json.dumps(PRESETS, indent=2))
+    elif args.markdown:
         print(markdown_table())
     else:
         print(json.dumps(RunConfig.model_json_schema(), indent=2))
+
+
+def _resumable(args: argparse.Namespace, step: Callable[[str], Any]) -> Any:
+    """Run ``step(run_key)`` so that a stop signal or a database outage ends in one line with the
+    run's state and the command that resumes it (the same command with the same ``--run-key``)."""
+    import shlex
+    import uuid
+
+    from painting_ml.core.errors import DatabaseError
+    from painting_ml.core.interrupts import Interrupted, interruptible
+
+    key = args.run_key or f"cli:{uuid.uuid4().hex}"
+    resume = shlex.join(["painting-ml", *args.argv, *(() if args.run_key else ("--run-key", key))])
+    try:
+        with interruptible():
+            return step(key)
+    except Interrupted as exc:
+        raise Stopped(f"{exc}; {_run_state_line(key)} — resume with: {resume}", exc.exit_code) from None
+    except DatabaseError as exc:
+        raise DatabaseError(f"{exc} — resume with: {resume}") from None
+
+
+def _run_state_line(key: str) -> str:
+    import psycopg
+
+    from painting_ml.learn.run_status import run_state
+
+    try:
+        row = run_state(key)
+    except (PaintingMLError, psycopg.Error):
+        return "the run's state could not be read (the database is out of reach)"
+    if row is None:
+        return "no training had started"
+    if row["status"] == "interrupted":
+        return f"run {row['id']} marked interrupted, its checkpoints kept"
+    return f"run {row['id']} is {row['status']}"
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from painting_ml.learn.evaluation import artist_table
     from painting_ml.pipeline import run_all
 
-    summary = run_all(config_from_args(args), run_key=args.run_key)
+    cfg = config_from_args(args)
+    summary = _resumable(args, lambda key: run_all(cfg, run_key=key))
     if args.json:
         print(json.dumps(summary))
         return
@@ -102,7 +149,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from painting_ml.pipeline import prepare_and_train
 
     cfg = config_from_args(args)
-    out = prepare_and_train(cfg, run_key=args.run_key)
+    out = _resumable(args, lambda key: prepare_and_train(cfg, run_key=key))
     _emit(args, out, f"run {out['run_id']} trained on dataset version {out['dataset_version_id']}: "
                      f"model {out['model_path']}")
 
@@ -128,7 +175,7 @@ def _cmd_promote(args: argparse.Namespace) -> None:
     with db.connect() as conn:  # the gate's settings the run was trained with, unless a flag says otherwise
         trained = (db.fetch_one(conn, db.sql("runs", "get_run"), {"id": args.run_id}) or {}).get("config") or {}
 
-    def setting(name: str):
+    def setting(name: str) -> Any:
         flag = getattr(args, name)
         return flag if flag is not None else trained.get(name, RunConfig.model_fields[name].default)
 
@@ -149,27 +196,28 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
+    from painting_ml.cli.champion import model_run
     from painting_ml.learn.inference import checked_image_paths, predict
 
     checked_image_paths(args.images)  # a missing or unusable image is refused before the model loads
-    require_run(args.run_id)
-    out = predict(args.images, run_id=args.run_id, k=args.top_k)
+    out = predict(args.images, run_id=model_run(args.run_id, "predict"), k=args.top_k)
     if args.json:
         print(json.dumps(out))
         return
     print(f"run {out['run_id']}")
     for entry in out["predictions"]:
         ranked = ", ".join(f"{a['artist']} {a['probability']:.3f}" for a in entry["artists"])
-        extra = "".join(f"; {t}: {entry[t]['label']} {entry[t]['probability']:.3f}" for t in ("style", "genre") if t in entry)
+        extra = "".join(f"; {t}: {entry[t]['label']} {entry[t]['probability']:.3f}"
+                        for t in ("style", "genre") if t in entry)
         print(f"{entry['image']}: {ranked}{extra}")
 
 
 def _cmd_verify(args: argparse.Namespace) -> None:
+    from painting_ml.cli.champion import model_run
     from painting_ml.learn.inference import checked_image_paths, verify
 
     checked_image_paths([args.image_a, args.image_b])
-    require_run(args.run_id)
-    out = verify(args.image_a, args.image_b, run_id=args.run_id)
+    out = verify(args.image_a, args.image_b, run_id=model_run(args.run_id, "verify"))
     _emit(args, out, f"P(same artist) = {out['same_artist_probability']:.3f} (embedding cosine "
                      f"{out['embedding_cosine']:.3f}; A looks like {out['top_artist_a'][0]}, "
                      f"B like {out['top_artist_b'][0]}; run {out['run_id']})")
@@ -202,9 +250,14 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_airflow(args: argparse.Namespace) -> None:
-    from painting_ml.orchestration.local_server import serve
+    from painting_ml.core.settings import get_settings
+    from painting_ml.orchestration.local_server import cli_environment, default_preset, serve
 
-    serve(port=args.port, gpu_slots=args.gpu_slots)
+    preset = default_preset(get_settings()) if args.preset is None else None if args.preset == "none" else args.preset
+    if args.print_env:
+        print(cli_environment(port=args.port, preset=preset))
+        return
+    serve(port=args.port, gpu_slots=args.gpu_slots, preset=preset)
 
 
 def _cmd_sql(args: argparse.Namespace) -> None:
@@ -212,10 +265,10 @@ def _cmd_sql(args: argparse.Namespace) -> None:
 
     if args.list or not args.name:
         for q in list_queries():
-            params = " ".join(f"[{p.name}={p.default}]" if p.default else f"{p.name}=..." for p in q.params)
-            print(f"{q.name:<22} {q.description}" + (f"\n{'':<22} params: {params}" if params else ""))
+            usage = " ".join(f"[{p.name}={p.default}]" if p.default else f"{p.name}=..." for p in q.params)
+            print(f"{q.name:<22} {q.description}" + (f"\n{'':<22} params: {usage}" if usage else ""))
         return
-    params = {}
+    params: dict[str, str] = {}
     for pair in args.param or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
@@ -242,7 +295,7 @@ def _check_query_params(params: dict[str, str]) -> None:
                 require_run(value)
 
 
-def _run_query(name: str, params: dict[str, str]):
+def _run_query(name: str, params: dict[str, str]) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run a named query; a value the database refuses (SQLSTATE class 22) is a user error."""
     import psycopg
 
@@ -256,6 +309,9 @@ def _run_query(name: str, params: dict[str, str]):
 
 
 def _cmd_runs(args: argparse.Namespace) -> None:
+    from painting_ml.learn.run_status import sweep_lost_runs
+
+    sweep_lost_runs()  # a training whose process vanished shows as lost, never running forever
     columns, rows = _run_query("compare_runs", {"limit": str(args.limit)})
     if not args.json:
         print_rows(columns, rows, "table")
@@ -268,7 +324,7 @@ def _cmd_runs(args: argparse.Namespace) -> None:
         lineage = {r["run_id"]: r for r in db.fetch_dicts(conn, db.sql("runs", "lineage_of_runs"), {"ids": ids})}
     extra = [c for c in next(iter(lineage.values()), {}) if c not in columns]
     print_rows(columns + extra, [tuple(r) + tuple(lineage.get(i, {}).get(c) for c in extra)
-                                 for r, i in zip(rows, ids)], "json")
+                                 for r, i in zip(rows, ids, strict=True)], "json")
 
 
 def _cmd_gc(args: argparse.Namespace) -> None:
@@ -282,7 +338,7 @@ def _cmd_gc(args: argparse.Namespace) -> None:
                      f"runs kept: {len(out['kept_runs'])}")
 
 
-def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
     print(json.dumps(payload) if getattr(args, "json", False) else text)
 
 
@@ -299,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     p.add_argument("--test-only", type=int_in(0, 1000), default=2, help="extra artists that appear only in test/")
     p.add_argument("--broken", type=int_in(0, 100_000), default=3, help="files made unreadable on purpose")
+    p.add_argument("--mislabel", type=positive_float(0.5), default=0.0,
+                   help="share of the paintings whose CSV rows name a wrong artist (truth in mislabelled.csv)")
+    p.add_argument("--mislabel-kind", choices=["uniform", "confusable"], default="uniform",
+                   help="uniform: any other artist; confusable: the painter's look-alike partner")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_synth)
 
@@ -315,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print the run-config schema (JSON schema, or the README's markdown table)")
     p.add_argument("--markdown", action="store_true", help="the configuration table of README.md")
+    p.add_argument("--presets", action="store_true",
+                   help="the named presets of `run --preset` and `airflow --preset` (JSON: name -> options)")
     p.set_defaults(func=_cmd_config)
 
     for name, func, text in (
@@ -398,10 +460,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int_in(1, 65535, "a TCP port"), default=8080)
     p.add_argument("--gpu-slots", type=int_in(1, 1024, "a slot count"), default=1,
                    help="slots of the gpu pool (one per GPU)")
+    from painting_ml.core.config import PRESETS
+
+    p.add_argument("--preset", choices=[*sorted(PRESETS), "none"],
+                   help="the trigger form's defaults: a preset of run options (`painting-ml config --presets`), or "
+                        "none for the production recipe (default: cpu, unless PAINTING_RUN_DEFAULTS names the "
+                        "deployment's defaults file)")
+    p.add_argument("--print-env", action="store_true",
+                   help="print the export lines that point the airflow CLI at this Airflow's metadata database, "
+                        "DAGs and run defaults, and exit: eval \"$(painting-ml airflow --print-env)\" in another "
+                        "shell while it runs (pass the same --port and --preset)")
     p.set_defaults(func=_cmd_airflow)
     from painting_ml.cli import champion  # export, attribute, similar, attributions
 
     champion.register(sub)
+    from painting_ml.cli import audit  # painting-ml audit
+
+    audit.register(sub)
+    from painting_ml.cli import review  # list, keep, relabel, unsure, history, --undo
+
+    review.register(sub)
     return parser
 
 
@@ -416,6 +494,12 @@ def _parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
+#: The commands that read or write the artifact store: each proves it usable first (credentials,
+#: endpoint, bucket, a write) and reports a problem in one line.
+STORE_COMMANDS = frozenset({"run", "train", "evaluate", "promote", "report", "predict", "verify", "gc", "export",
+                            "attribute", "similar", "audit"})
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -426,8 +510,16 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import psycopg
 
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if args.command in STORE_COMMANDS:  # an unusable store is one line before any work starts
+            from painting_ml.core.store import check_store
+
+            check_store()
         args.func(args)
+    except Stopped as exc:
+        print(f"painting-ml {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
     except PaintingMLError as exc:
         print(f"painting-ml {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING, Any
 
 from painting_ml.cli.console import print_rows
 from painting_ml.cli.flags import RUN_ID, int_in, probability, require_run
 from painting_ml.core.errors import PaintingMLError
+
+if TYPE_CHECKING:
+    from painting_ml.results.registry import ChampionChange
 
 
 def _who(args: argparse.Namespace) -> str:
@@ -28,7 +32,28 @@ def _who(args: argparse.Namespace) -> str:
         raise PaintingMLError("cannot tell who you are (no login name here); pass --who NAME") from None
 
 
-def _print_change(args: argparse.Namespace, change) -> None:
+def model_run(run_id: int | None, use: str) -> int:
+    """The run whose model a command uses: ``--run-id`` when given (it must exist), else the
+    champion; with neither, one line saying how to get one. Never a silent fall-back to another run.
+
+    Args:
+        run_id: the command's ``--run-id`` (None: the champion).
+        use: what the model is for, in the message ("predict", "verify", "search").
+    """
+    if run_id is not None:
+        require_run(run_id)
+        return run_id
+    from painting_ml.results.attribution import current_champion
+
+    champion = current_champion()
+    if champion is None:
+        raise PaintingMLError(f"no champion yet, so no model to {use} with: promote an evaluated run "
+                              "(`painting-ml promote --run-id N`, or `painting-ml champion --set N --why TEXT`), or "
+                              "pass --run-id N to use that run's model")
+    return champion
+
+
+def _print_change(args: argparse.Namespace, change: ChampionChange) -> None:
     was = f"run {change.previous_run_id}" if change.previous_run_id is not None else "none"
     print(json.dumps(change.to_dict()) if args.json else
           f"run {change.run_id} is the champion now (was {was}); recorded as {change.action} by "
@@ -88,13 +113,17 @@ def _cmd_attribute(args: argparse.Namespace) -> None:
 
 
 def _cmd_similar(args: argparse.Namespace) -> None:
+    from painting_ml.learn.inference import checked_image_paths
     from painting_ml.results.attribution import similar_to_image
 
-    out = similar_to_image(args.image, k=args.k)
+    checked_image_paths([args.image])  # a missing or unusable image is refused before the model loads
+    run_id = model_run(args.run_id, "search")
+    out = similar_to_image(args.image, k=args.k, run_id=run_id)
     if args.json:
         print(json.dumps(out))
         return
-    print(f"champion run {out['run_id']}: the {len(out['neighbours'])} catalog paintings closest to {args.image}")
+    who = "run" if args.run_id is not None else "champion run"
+    print(f"{who} {out['run_id']}: the {len(out['neighbours'])} catalog paintings closest to {args.image}")
     print_rows(["filename", "artist", "distance", "path"],
                [(n["filename"], n["artist"], round(n["distance"], 4), n["path"]) for n in out["neighbours"]], "table")
 
@@ -115,7 +144,7 @@ def _cmd_attributions(args: argparse.Namespace) -> None:
     print_rows(columns, rows, "json" if args.json else "table")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the champion commands to ``painting-ml``'s subcommands."""
     p = sub.add_parser("champion", help="show the champion and how it got there; --set RUN_ID --why TEXT makes "
                                         "a run champion by hand (recorded with who and why)")
@@ -151,6 +180,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("similar", help="the catalog paintings closest to an image by the champion's embedding")
     p.add_argument("image", metavar="IMG")
     p.add_argument("-k", type=int_in(1, 10_000, "a count"), default=10, help="how many paintings")
+    p.add_argument("--run-id", type=RUN_ID, help="use this run's model (and its scores) instead of the champion's")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_similar)
 
@@ -158,8 +188,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                             "paintings whose label it doubts")
     p.add_argument("--misattributed", action="store_true",
                    help="only paintings whose catalog artist gets < p while another artist gets > q")
-    p.add_argument("-p", type=probability, default=0.2, help="most probability the catalog artist may get (--misattributed)")
-    p.add_argument("-q", type=probability, default=0.6, help="least probability the rival artist must get (--misattributed)")
+    p.add_argument("-p", type=probability, default=0.2,
+                   help="most probability the catalog artist may get (--misattributed)")
+    p.add_argument("-q", type=probability, default=0.6,
+                   help="least probability the rival artist must get (--misattributed)")
     p.add_argument("--artist", help="only paintings by or attributed to this artist")
     p.add_argument("--run-id", type=RUN_ID, help="this run's scores instead of the champion's")
     p.add_argument("--limit", type=int_in(1, 1_000_000, "a limit"), default=100)

@@ -3,8 +3,10 @@
 One ``--kebab-name`` flag per :class:`~painting_ml.core.config.RunConfig` field, grouped by form
 section in ``--help``, with the field's description and what it accepts. Values are passed to the
 schema as text and validated there, so a bad value gets the same message as in the trigger form's
-backend: the field, the value and what is allowed. ``--config FILE.json`` and ``--set key=value``
-(any key, JSON values) still work; precedence: file < flags < ``--set``.
+backend: the field, the value and what is allowed. ``--preset NAME`` starts from a named set of
+options (:data:`~painting_ml.core.config.PRESETS`, e.g. ``cpu`` for a laptop); ``--config FILE.json``
+and ``--set key=value`` (any key, JSON values) still work; precedence: the deployment's defaults
+file < preset < ``--config`` file < flags < ``--set``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from painting_ml.core.config import RunConfig, allowed, read_defaults_file, sections
+from painting_ml.core.config import PRESETS, RunConfig, allowed, read_defaults_file, sections
 from painting_ml.core.errors import PaintingMLError
 
 
@@ -85,7 +87,11 @@ def flag_name(field: str) -> str:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, model: type[BaseModel] = RunConfig) -> None:
-    """Add ``--config``, ``--set`` and one flag per schema field to ``parser``."""
+    """Add ``--preset``, ``--config``, ``--set`` and one flag per schema field to ``parser``."""
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="start from a named set of options (`painting-ml config --presets` lists them): cpu "
+                             "is sized for a laptop (random init, ResNet18 at 64 px, no gradient accumulation, a "
+                             "data-quality gate that fits the demo set); the other flags override it")
     parser.add_argument("--config", help="JSON file of config keys (flags and --set override it)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="any config key, JSON values, e.g. --set label_smoothing=0.1 "
@@ -134,13 +140,16 @@ def _check_lists(params: dict, model: type[BaseModel]) -> None:
 
 def config_from_args(args: argparse.Namespace, model: type[RunConfig] = RunConfig) -> RunConfig:
     """The run config from this deployment's ``PAINTING_RUN_DEFAULTS`` file (the same defaults as
-    the trigger form), then ``--config FILE.json``, then the per-field flags, then ``--set k=v``."""
+    the trigger form), then ``--preset``, then ``--config FILE.json``, then the per-field flags,
+    then ``--set k=v``."""
     from painting_ml.core.settings import get_settings
 
     params: dict[str, Any] = {}
     defaults_file = get_settings().run_defaults_file
     if defaults_file is not None and model is RunConfig:
         params.update(read_defaults_file(defaults_file))
+    if getattr(args, "preset", None):
+        params.update(PRESETS[args.preset])
     if getattr(args, "config", None):
         try:
             loaded = json.loads(Path(args.config).read_text(encoding="utf-8"))

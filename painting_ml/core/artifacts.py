@@ -27,15 +27,15 @@ def file_sha256(path: str | Path) -> tuple[int, str]:
     return n, h.hexdigest()
 
 
-def record_artifact(conn, run_id: int, kind: str, path: Path) -> str:
+def record_artifact(conn: db.Connection, run_id: int, kind: str, path: Path) -> str:
     """Put ``path`` (a file under a run folder) in the store and record it as an artifact of
     ``run_id`` on ``conn``'s transaction; returns its key."""
     store = get_store()
     key = store.key_of(path)
     size, sha = file_sha256(path)
     store.put(key, path)
-    conn.execute(db.sql("runs", "upsert_artifact"), {"run": run_id, "kind": kind, "path": key, "bytes": size,
-                                                    "sha": sha})
+    conn.execute(db.sql("runs", "upsert_artifact"),
+                 {"run": run_id, "kind": kind, "path": key, "bytes": size, "sha": sha})
     return key
 
 

@@ -29,11 +29,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from painting_ml.core.errors import ConfigError
-from painting_ml.core.settings import RESNET50_NOTOP_FILE, get_settings
+from painting_ml.core.settings import RESNET50_NOTOP_FILE, env_name, get_settings, read_setting_file
 from painting_ml.core.transforms import FIXED, TRANSFORM_PATTERN, is_transform
 
 
@@ -111,6 +119,10 @@ def _field(default: Any, section: Section, title: str, description: str, **const
 
 _LIST_FIELDS = ("artists", "augment", "targets", "optimizers")
 
+#: Deployment settings a run cannot change: Airflow reads them when it parses the DAG file, so they
+#: are environment variables (:mod:`painting_ml.core.settings`), refused here by name.
+_DEPLOYMENT_KEYS = ("train_timeout_minutes",)
+
 
 def _deployment_weights() -> str | None:
     """The deployment's weights (``PAINTING_WEIGHTS``): the default of ``RunConfig.weights``."""
@@ -145,6 +157,10 @@ class RunConfig(BaseModel):
                                  "Artists with fewer usable paintings are never selected.", ge=3, le=100_000)
     class_weights: bool = _field(True, Section.DATA, "Class weights",
                                  "Weight the loss by inverse class frequency (matters for strategy=capped).")
+    exclude_conflicting_duplicates: bool = _field(
+        True, Section.DATA, "Exclude conflicting duplicates",
+        "Leave out every painting of a duplicate group whose copies carry different artists (one picture, "
+        "two labels: see the conflicting_duplicates view).")
     unseen_limit: int = _field(200, Section.DATA, "Unseen-artist paintings",
                                "Paintings of non-selected artists kept as the open-set / verification set.",
                                ge=0, le=10_000_000)
@@ -264,10 +280,6 @@ class RunConfig(BaseModel):
                               "ReduceLROnPlateau patience (factor 0.1, min 1e-6).", ge=1, le=1000)
     early_stopping_patience: int = _field(5, Section.OPTIMISATION, "Early-stopping patience (epochs)",
                                           "EarlyStopping patience; 0 turns early stopping off.", ge=0, le=1000)
-    train_timeout_minutes: int = _field(360, Section.OPTIMISATION, "Training timeout (minutes)",
-                                        "Airflow execution_timeout of each train task (one try), taken from the "
-                                        "deployment's defaults when the DAG is parsed; the DAG-run timeout is "
-                                        "derived from it.", ge=1, le=10_080)
 
     # --- Evaluation and promotion -------------------------------------------------------------
     max_recall_drop: float = _field(5.0, Section.EVALUATION, "Max recall drop (points)",
@@ -300,8 +312,10 @@ class RunConfig(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _normalise(cls, value: Any, info) -> Any:
+    def _normalise(cls, value: Any, info: ValidationInfo) -> Any:
         name = info.field_name
+        if name is None:  # "*" validators always run for a field
+            return value
         annotation = cls.model_fields[name].annotation
         if annotation in (int, float) and isinstance(value, bool):
             raise ValueError("is a boolean, not a number")
@@ -362,9 +376,9 @@ class RunConfig(BaseModel):
         if self.warn_split_paintings < self.min_split_paintings:
             raise ValueError(f"warn_split_paintings={self.warn_split_paintings} is below min_split_paintings="
                              f"{self.min_split_paintings}; the warning level must come before the failing one")
-        for t in self.augment:
-            if not is_transform(t):
-                raise ValueError(f"augment transform {t!r} is not a rotation in (0, 360); use "
+        for transform in self.augment:
+            if not is_transform(transform):
+                raise ValueError(f"augment transform {transform!r} is not a rotation in (0, 360); use "
                                  f"{', '.join(FIXED)} or rot<degrees>")
         return self
 
@@ -391,10 +405,11 @@ class RunConfig(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able values (lists for tuples, strings for enums): what runs.config stores."""
-        return self.model_dump(mode="json")
+        dumped: dict[str, Any] = self.model_dump(mode="json")
+        return dumped
 
     def loss_weight(self, target: str) -> float:
-        return float(self.loss_weights.get(target, 1.0))
+        return float(self.loss_weights.get(Target(target), 1.0))
 
     def selection_key(self) -> dict[str, Any]:
         """The fields a dataset version depends on (selection + split)."""
@@ -417,6 +432,14 @@ CPU_DEMO: dict[str, Any] = {
     "min_split_paintings": 1, "warn_split_paintings": 1, "max_drift": 100.0, "warn_drift": 100.0,
 }
 
+#: Named sets of run defaults one flag away: ``painting-ml run --preset cpu`` and the trigger form of
+#: ``painting-ml airflow`` (written as its ``PAINTING_RUN_DEFAULTS`` file). ``cpu`` is :data:`CPU_DEMO`
+#: with the demo's model (ResNet18 at learning rate 3e-4, ``painting_ml.cli.demo.DEMO_MODEL``): what
+#: trains and passes the data-quality gate on a laptop with the generated demo set.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {**CPU_DEMO, "backbone": "resnet18", "learning_rate": 3e-4},
+}
+
 
 def read_defaults_file(path: str | Path, model: type[RunConfig] = RunConfig) -> dict[str, Any]:
     """A deployment's defaults file (``PAINTING_RUN_DEFAULTS``): a JSON or YAML mapping of config keys.
@@ -430,11 +453,7 @@ def read_defaults_file(path: str | Path, model: type[RunConfig] = RunConfig) -> 
     """
     path = Path(path)
     where = f"PAINTING_RUN_DEFAULTS={path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the defaults file ({exc.strerror}); fix the path or unset "
-                          "PAINTING_RUN_DEFAULTS") from None
+    text = read_setting_file(path, "PAINTING_RUN_DEFAULTS", "a JSON or YAML file of run options")
     suffix = path.suffix.lower()
     if suffix == ".json":
         try:
@@ -492,7 +511,7 @@ def field_schema(model: type[BaseModel], name: str) -> dict[str, Any]:
             return [resolve(v) for v in node]
         return node
 
-    schema = resolve(copy.deepcopy(full["properties"][name]))
+    schema: dict[str, Any] = resolve(copy.deepcopy(full["properties"][name]))
     schema.pop("default", None)
     info = model.model_fields[name]
     schema.update(title=info.title, description=info.description)  # pydantic drops them beside a $ref
@@ -558,6 +577,11 @@ def explain(exc: ValidationError, model: type[BaseModel]) -> str:
             parts.append(msg)
             continue
         name = str(loc[0])
+        if err["type"] == "extra_forbidden" and name in _DEPLOYMENT_KEYS:
+            parts.append(f"{name} is not a run option but the deployment's environment variable {env_name(name)} "
+                         f"(Airflow reads it when it parses the DAG file); set {env_name(name)}={err.get('input')} "
+                         "and remove the key")
+            continue
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(name, fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -573,12 +597,17 @@ def explain(exc: ValidationError, model: type[BaseModel]) -> str:
     return "; ".join(parts)
 
 
+def _extra(f: Any) -> dict[str, Any]:
+    """A field's ``json_schema_extra`` mapping (this schema never uses the callable form)."""
+    extra = f.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
 def sections(model: type[BaseModel] = RunConfig) -> dict[str, list[str]]:
     """Field names grouped by form section, in declaration order."""
     out: dict[str, list[str]] = {s.value: [] for s in Section}
     for name, f in model.model_fields.items():
-        section = (f.json_schema_extra or {}).get("section", Section.DATA.value)
-        out.setdefault(section, []).append(name)
+        out.setdefault(str(_extra(f).get("section", Section.DATA.value)), []).append(name)
     return {k: v for k, v in out.items() if v}
 
 
@@ -588,7 +617,7 @@ def markdown_table(model: type[BaseModel] = RunConfig) -> str:
     for section, names in sections(model).items():
         for name in names:
             f = model.model_fields[name]
-            doc = (f.json_schema_extra or {}).get("default_doc")
+            doc = _extra(f).get("default_doc")
             default = doc if doc else "required" if f.is_required() else json.dumps(
                 f.default.value if isinstance(f.default, StrEnum) else
                 list(f.default) if isinstance(f.default, tuple) else f.default)

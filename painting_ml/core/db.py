@@ -16,16 +16,19 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias, overload
 
 import psycopg
 import psycopg.sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 from painting_ml.core.errors import DatabaseError
 from painting_ml.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+#: A connection of :func:`connect`: its rows are dicts, read by name.
+Connection: TypeAlias = psycopg.Connection[DictRow]
 
 _embedded_servers: dict[Path, Any] = {}
 
@@ -44,13 +47,17 @@ def start_embedded_server(pgdata: Path) -> str:
         try:
             import pgserver
 
+            # Its INFO lines (every pg_ctl command line) are chatter, and the ones its atexit stop
+            # writes land after the interpreter closed stdout: "--- Logging error ---" tracebacks.
+            logging.getLogger("pgserver").setLevel(logging.WARNING)
             _embedded_servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")
         except Exception as exc:  # pgserver raises assorted errors (initdb, permissions)
             raise DatabaseError(
                 f"could not start the embedded PostgreSQL under {pgdata}: {exc}; "
                 "set PAINTING_DB_URL to use an existing server instead"
             ) from exc
-    return _embedded_servers[pgdata].get_uri()
+    uri: str = _embedded_servers[pgdata].get_uri()
+    return uri
 
 
 def normalize_url(url: str) -> str:
@@ -65,7 +72,7 @@ _PASSWORD_KV = re.compile(
     re.IGNORECASE)
 
 
-def _redact_userinfo(m: re.Match) -> str:
+def _redact_userinfo(m: re.Match[str]) -> str:
     rest = m.group("rest")
     # The userinfo ends at the *last* "@": an unencoded "@" in the password is part of it. When
     # a query holds the last "@" this hides more than needed, never less.
@@ -119,7 +126,7 @@ def resolve_url(settings: Settings | None = None) -> str:
 
 
 @contextlib.contextmanager
-def connect(url: str | None = None, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+def connect(url: str | None = None, *, autocommit: bool = False) -> Iterator[Connection]:
     """Open a connection; commit on success, roll back on any exception, always close."""
     url = url or resolve_url()
     try:
@@ -145,7 +152,7 @@ def connect(url: str | None = None, *, autocommit: bool = False) -> Iterator[psy
         conn.close()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_sql(path: str) -> str:
     return Path(path).read_text(encoding="utf-8")
 
@@ -177,7 +184,7 @@ def load_statements(name: str) -> dict[str, str]:
     return statements
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def statements(name: str) -> dict[str, str]:
     return load_statements(name)
 
@@ -198,12 +205,12 @@ def create_database(server_url: str, prefix: str) -> str:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
     info = psycopg.conninfo.conninfo_to_dict(server_url)
     info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info)
+    return psycopg.conninfo.make_conninfo("", **info)
 
 
 def drop_database(server_url: str, url: str) -> None:
     """Drop the database ``url`` names (made by :func:`create_database`), closing its sessions."""
-    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    name = str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
 
@@ -260,15 +267,35 @@ def schema_version(url: str | None = None) -> int:
     return int(row["version"] or 0) if row else 0
 
 
-def fetch_dicts(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict[str, Any]]:
+def fetch_dicts(conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[dict[str, Any]]:
     """Run a query and return rows as dicts."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, params)
         return list(cur.fetchall())
 
 
-def fetch_one(conn: psycopg.Connection, query: str, params: Any = None) -> dict[str, Any] | None:
-    """Run a query and return its first row as a dict, or None."""
+@overload
+def fetch_one(conn: psycopg.Connection[Any], query: str, params: Any = None, *,
+              required: Literal[False] = False) -> dict[str, Any] | None: ...
+
+
+@overload
+def fetch_one(conn: psycopg.Connection[Any], query: str, params: Any = None, *,
+              required: Literal[True]) -> dict[str, Any]: ...
+
+
+def fetch_one(conn: psycopg.Connection[Any], query: str, params: Any = None, *,
+              required: bool = False) -> dict[str, Any] | None:
+    """Run a query and return its first row as a dict, or None.
+
+    ``required``: the query always yields a row (an aggregate, ``INSERT ... RETURNING``, a lookup
+    of a row a foreign key guarantees), so no row is a bug: raise :class:`LookupError` instead.
+    """
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, params)
-        return cur.fetchone()
+        row = cur.fetchone()
+    if row is None and required:
+        lines = (line.strip() for line in query.splitlines())
+        first = next((line for line in lines if line and not line.startswith("--")), "")
+        raise LookupError(f"expected a row, got none, from the query {first[:80]!r}")
+    return row

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @contextlib.contextmanager
@@ -15,7 +20,9 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     it when it fails. ``suffix`` keeps an extension writers infer the format from (``.png``,
     ``.keras``, ``.weights.h5``)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    # Process and thread in the name: two threads of one process may write the same target at once
+    # (exact copies of a painting share their image-cache key); each renames its own complete file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -24,7 +31,7 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
         raise
 
 
-def write_atomic(img, path: Path, **save_kwargs) -> None:
+def write_atomic(img: Image.Image, path: Path, **save_kwargs: Any) -> None:
     """Save a PIL image atomically (``save_kwargs`` go to ``Image.save``; give ``format``)."""
     with atomic_path(path) as tmp:
         img.save(tmp, **save_kwargs)

@@ -7,11 +7,10 @@ A container built from ``docker/Dockerfile`` has no ``.git``; its build passes t
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 from importlib import metadata
 
-from painting_ml.core.settings import PROJECT_ROOT
+from painting_ml.core.settings import PROJECT_ROOT, get_settings
 
 
 @functools.lru_cache(maxsize=1)
@@ -22,7 +21,8 @@ def code_version() -> tuple[str, str | None]:
         version = metadata.version("painting-ml")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    commit = os.environ.get("PAINTING_IMAGE_DIGEST") or os.environ.get("PAINTING_CODE_COMMIT") or _git_commit()
+    settings = get_settings()
+    commit = settings.image_digest or settings.code_commit or _git_commit()
     return version, commit
 
 

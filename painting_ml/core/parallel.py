@@ -7,7 +7,7 @@ locking than the image's own work and holds memory for every pending result at o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -26,7 +26,7 @@ def map_in_chunks(func: Callable[[T], R], items: Sequence[T], workers: int, chun
     def run(part: Sequence[T]) -> list[R]:
         return [func(x) for x in part]
 
-    def collect(results) -> None:
+    def collect(results: Iterable[list[R]]) -> None:
         for done in progress(results, desc, total=len(chunks), unit=f"x{chunk}"):
             out.extend(done)
 

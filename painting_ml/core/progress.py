@@ -6,19 +6,18 @@ them off. Airflow task logs and tests get none, so logs stay readable.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
+
+from painting_ml.core.settings import get_settings
 
 T = TypeVar("T")
 
 
 def enabled() -> bool:
-    flag = os.environ.get("PAINTING_PROGRESS", "").strip()
-    if flag in ("0", "1"):
-        return flag == "1"
-    return sys.stderr.isatty()
+    flag = get_settings().progress
+    return sys.stderr.isatty() if flag is None else flag
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:

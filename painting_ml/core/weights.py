@@ -20,19 +20,38 @@ def notop_file_name(backbone: str) -> str:
     return RESNET50_NOTOP_FILE.replace("resnet50", backbone)
 
 
+#: How a weights file Keras can load begins: HDF5 (``.h5``, ``.weights.h5``) or a zip (``.keras``).
+_SIGNATURES = (b"\x89HDF\r\n\x1a\n", b"PK\x03\x04")
+
+
 def check_weights(weights: str | None, backbone: str = "resnet50") -> None:
-    """Raise a one-line :class:`ConfigError` when ``weights`` names a file that is not there.
+    """Raise a one-line :class:`ConfigError` (under 300 characters plus the path) when ``weights``
+    names no usable file: missing, a folder, unreadable, or not a Keras weights file. Whether the
+    file fits the backbone is :func:`painting_ml.pipeline.check_config_step`'s check (it builds
+    the backbone, which needs Keras).
 
     Args:
         weights: a file path, ``"imagenet"`` or ``None``.
         backbone: the run's backbone (names the file to fetch in the message).
     """
-    if weights in (None, "imagenet") or Path(weights).is_file():
+    if weights in (None, "imagenet"):
         return
-    source = (RESNET50_NOTOP_URL.replace("resnet50", backbone) if backbone != "resnet18"
-              else "a resnet18 trained elsewhere and saved without its top")
-    raise ConfigError(
-        f"weights file {weights} not found: put the {backbone} weights without the top there "
-        f"({Path(weights).name if backbone == 'resnet18' else notop_file_name(backbone)}, from {source}), "
-        "or point PAINTING_WEIGHTS (or the run's weights field) at the file; weights=imagenet downloads them, "
-        "weights=none trains from random init")
+    path = Path(weights)
+    fix = "set PAINTING_WEIGHTS (or the run's weights field) to the file"
+    if path.is_dir():
+        raise ConfigError(f"weights file {weights} is a directory, not a file: {fix} in it "
+                          f"({notop_file_name(backbone) if backbone != 'resnet18' else 'the resnet18 no-top file'})")
+    if not path.is_file():
+        source = (RESNET50_NOTOP_URL.replace("resnet50", backbone) if backbone != "resnet18"
+                  else "a resnet18 trained elsewhere and saved without its top")
+        raise ConfigError(f"weights file {weights} not found: put {backbone}'s no-top weights there ({source}) "
+                          f"or {fix}; imagenet downloads them, none trains from scratch")
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise ConfigError(f"weights file {weights} cannot be read ({exc.strerror or type(exc).__name__}): fix its "
+                          "permissions or " + fix) from None
+    if not head.startswith(_SIGNATURES):
+        raise ConfigError(f"weights file {weights} is not a Keras weights file (HDF5 .h5 / .weights.h5, or .keras): "
+                          f"{fix} as Keras saved it")

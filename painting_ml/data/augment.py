@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import TypedDict
 
 from PIL import Image
 
 from painting_ml.core import db
-from painting_ml.data.versions import load_items
 from painting_ml.core.files import write_atomic
 from painting_ml.core.parallel import map_in_chunks
 from painting_ml.core.settings import get_settings
 from painting_ml.core.store import get_store
 from painting_ml.core.transforms import parse_angle
+from painting_ml.data.versions import DatasetItem, load_items
 
 # PIL transpose ops: geometry is exact (no interpolation). "hvflip" is a flip on both axes.
 TRANSFORMS: dict[str, Image.Transpose] = {
@@ -79,6 +80,15 @@ def apply_transform(img: Image.Image, transform: str) -> Image.Image:
     return rotate_crop(img, angle)
 
 
+class _AugmentedRow(TypedDict):
+    """One ``augmented_images`` row to upsert."""
+
+    id: int
+    src: str
+    t: str
+    path: str
+
+
 #: Bumped when an augmented file would come out differently, so old files are not reused.
 _AUGMENT_RECIPE = b"painting_ml augment v2 jpeg95 from derived"
 
@@ -113,24 +123,24 @@ def augment_version(version_id: int, transforms: tuple[str, ...], long_side: int
     done = {(r["source_filename"], r["transform"]) for r in existing
             if r["source_filename"] in derived and in_store(r["path"])
             and r["path"] == augmented_key(derived[r["source_filename"]], r["transform"])}
-    work = []
+    work: list[tuple[DatasetItem, list[str]]] = []
     for item in (i for i in items if i.split == "train"):
         todo = [t for t in transforms if (item.filename, t) not in done]
         if todo:
             work.append((item, todo))
 
-    def augment_one(job) -> list[dict]:
+    def augment_one(job: tuple[DatasetItem, list[str]]) -> list[_AugmentedRow]:
         item, todo = job
         source = derived[item.filename]
         dests = {t: augmented_key(source, t) for t in todo}
         missing = [t for t in todo if not in_store(dests[t])]  # made for another version already?
         if missing:
-            with Image.open(store.fetch(source)) as im:
-                im = im.convert("RGB")
+            with Image.open(store.fetch(source)) as opened:
+                rgb = opened.convert("RGB")
                 for t in missing:
                     target = store.local_path(dests[t])
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    write_atomic(apply_transform(im, t), target, format="JPEG", quality=95)
+                    write_atomic(apply_transform(rgb, t), target, format="JPEG", quality=95)
                     store.put(dests[t], target)
         return [{"id": version_id, "src": item.filename, "t": t, "path": dests[t]} for t in todo]
 
@@ -140,7 +150,7 @@ def augment_version(version_id: int, transforms: tuple[str, ...], long_side: int
     with db.connect(url) as conn:
         with conn.cursor() as cur:
             cur.executemany(db.sql("augment", "upsert"), rows)
-        return int(db.fetch_one(conn, db.sql("augment", "count"), {"id": version_id})["n"])
+        return int(db.fetch_one(conn, db.sql("augment", "count"), {"id": version_id}, required=True)["n"])
 
 
 def augmented_train_items(version_id: int, url: str | None = None) -> list[tuple[str, str]]:
@@ -149,4 +159,4 @@ def augmented_train_items(version_id: int, url: str | None = None) -> list[tuple
     with db.connect(url) as conn:
         rows = db.fetch_dicts(conn, db.sql("augment", "existing"), {"id": version_id})
     paths = get_store().fetch_many([r["path"] for r in rows])
-    return [(str(p), r["source_filename"]) for p, r in zip(paths, rows)]
+    return [(str(p), r["source_filename"]) for p, r in zip(paths, rows, strict=True)]

@@ -20,6 +20,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 from painting_ml.core import db
 from painting_ml.core.artifacts import file_sha256
@@ -36,6 +37,18 @@ log = logging.getLogger(__name__)
 #: The encoding of a derived copy; changing how copies are made must change this folder name.
 RECIPE = "v1"
 QUALITY = 90
+
+
+class _CacheRow(TypedDict):
+    """One ``image_cache`` row to upsert: a source file, its size and mtime, and its copy's key."""
+
+    root: str | None
+    rel: str | None
+    size: int
+    mtime: int
+    sha: str
+    side: int
+    key: str
 
 
 def long_side_for(image_size: int) -> int:
@@ -63,19 +76,19 @@ def derive_items(items: Sequence[DatasetItem], long_side: int, url: str | None =
     the GIL while decoding, resampling and encoding.
     """
     store = get_store()
+    roots = sorted({i.data_root for i in items if i.data_root})
     with db.connect(url) as conn:
-        known = {(r["data_root"], r["rel_path"]): r for r in db.fetch_dicts(
-            conn, db.sql("derived", "known"), {"side": long_side,
-                                               "roots": sorted({i.data_root for i in items if i.data_root})})}
+        known = {(r["data_root"], r["rel_path"]): r
+                 for r in db.fetch_dicts(conn, db.sql("derived", "known"), {"side": long_side, "roots": roots})}
     in_store = store.presence(f"derived/{RECIPE}-{long_side}")
 
-    def one(item: DatasetItem) -> dict | None:
+    def one(item: DatasetItem) -> _CacheRow | None:
         try:
             st = os.stat(item.path)
         except FileNotFoundError:
-            raise DataError(f"{item.path} (painting {item.filename} of this dataset version) is gone since the last "
-                            "ingest; rerun the ingest (painting_ingest or `painting-ml ingest`) so the catalog marks it "
-                            "gone, then retrain") from None
+            raise DataError(f"{item.path} (painting {item.filename} of this dataset version) is gone since the "
+                            "last ingest; rerun the ingest (painting_ingest or `painting-ml ingest`) so the catalog "
+                            "marks it gone, then retrain") from None
         row = known.get((item.data_root, item.rel_path))
         if row and row["size_bytes"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns and in_store(row["key"]):
             return None
@@ -106,7 +119,7 @@ def cached_keys(items: Sequence[DatasetItem], long_side: int, url: str | None = 
     return _keys_of(items, {(r["data_root"], r["rel_path"]): r["key"] for r in rows})
 
 
-def _keys_of(items: Sequence[DatasetItem], by_path: dict[tuple[str, str], str]) -> dict[str, str]:
+def _keys_of(items: Sequence[DatasetItem], by_path: dict[tuple[str | None, str | None], str]) -> dict[str, str]:
     return {i.filename: by_path[(i.data_root, i.rel_path)] for i in items if (i.data_root, i.rel_path) in by_path}
 
 

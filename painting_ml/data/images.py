@@ -21,18 +21,19 @@ ever touched.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import math
 import os
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import (BmpImagePlugin, GifImagePlugin, Image, ImageOps, JpegImagePlugin, PngImagePlugin,
-                 WebPImagePlugin)
+from PIL import BmpImagePlugin, GifImagePlugin, Image, ImageOps, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 
 #: Formats training's decoder reads, as PIL names them. MPO is a JPEG with extra frames.
 TRAINABLE = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
@@ -55,6 +56,8 @@ class ImageProbe:
     reason: str = ""
     detail: str = ""
     reduced_path: str | None = None
+    sha256: str = ""  # of the file's bytes (exact identity)
+    phash: int | None = None  # 64-bit perceptual hash of the decoded image, as a signed int64
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -79,9 +82,11 @@ def _other_format(head: bytes) -> str | None:
     return next((name for magic, name in _OTHER_MAGIC if head.startswith(magic)), None)
 
 
-_PLUGINS = {"JPEG": JpegImagePlugin.JpegImageFile, "PNG": PngImagePlugin.PngImageFile,
-            "GIF": GifImagePlugin.GifImageFile, "BMP": BmpImagePlugin.BmpImageFile,
-            "WEBP": WebPImagePlugin.WebPImageFile}
+#: The PIL plugin class of each trainable format (each opens a file name lazily).
+_PLUGINS: dict[str, Callable[[str], Image.Image]] = {
+    "JPEG": JpegImagePlugin.JpegImageFile, "PNG": PngImagePlugin.PngImageFile, "GIF": GifImagePlugin.GifImageFile,
+    "BMP": BmpImagePlugin.BmpImageFile, "WEBP": WebPImagePlugin.WebPImageFile,
+}
 
 
 class NotAnImage(ValueError):
@@ -245,13 +250,44 @@ def _write_copy(img: Image.Image, dest: Path) -> None:
 
 def probe_recipe(copies: bool) -> str:
     """What a probe's outcome depends on besides the file's bytes: the copy recipe, the pixel
-    limit and whether converted copies may be written. Ingest's manifest reuses an outcome only
-    under the same recipe."""
-    return f"{_COPY_RECIPE.decode()}|max_pixels={Image.MAX_IMAGE_PIXELS}|copies={int(copies)}"
+    limit, whether converted copies may be written and the identity hashes. Ingest's manifest
+    reuses an outcome only under the same recipe, so a manifest written without hashes is probed
+    (and hashed) again."""
+    return f"{_COPY_RECIPE.decode()}|max_pixels={Image.MAX_IMAGE_PIXELS}|copies={int(copies)}|{IDENTITY_RECIPE}"
+
+
+#: The identity hashes a probe records: sha256 of the bytes, imagehash's 64-bit pHash.
+IDENTITY_RECIPE = "identity=sha256+phash64"
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of ``path``'s bytes, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def perceptual_hash(im: Image.Image) -> int:
+    """imagehash's pHash (DCT of a 32x32 grey thumbnail, 64 bits) of ``im`` as a signed 64-bit
+    integer: the bits of ``np.uint64`` viewed as ``np.int64``, so it fits PostgreSQL's bigint and
+    numpy's int64 arrays without conversion (Hamming distance: popcount of the XOR)."""
+    import imagehash
+
+    bits = imagehash.phash(to_rgb(im)).hash.flatten()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big", signed=True)
+
+
+def _with_identity(probe: ImageProbe, path: Path, im: Image.Image, identity: bool) -> ImageProbe:
+    """``probe`` of a usable file with its identity hashes (unchanged unless asked)."""
+    if not identity:
+        return probe
+    return dataclasses.replace(probe, sha256=file_sha256(path), phash=perceptual_hash(im))
 
 
 def probe_image(path: Path, draft_size: int = 256, reduced_dir: Path | None = None,
-                reduce_to: int = 1024) -> ImageProbe:
+                reduce_to: int = 1024, identity: bool = False) -> ImageProbe:
     """Prove ``path`` is an image training can decode, and decode it (JPEG draft mode: cheap).
 
     Rejections: ``not_a_file``, ``empty_file``, ``unreadable``, ``unsupported_format`` (not
@@ -263,7 +299,9 @@ def probe_image(path: Path, draft_size: int = 256, reduced_dir: Path | None = No
     A JPEG past the limit, or with a non-upright EXIF orientation, gets a converted copy in
     ``reduced_dir`` (content-addressed; long side at most ``reduce_to`` for reduced ones) whose
     path is returned as ``reduced_path``; without ``reduced_dir`` such a file is rejected.
-    The size limit is compared before decoding and never changed.
+    The size limit is compared before decoding and never changed. ``identity``: a usable probe
+    also records the file's sha256 and the decoded image's perceptual hash (of the converted copy's
+    image where there is one: what training sees).
     """
     try:
         if path.is_dir():
@@ -274,15 +312,16 @@ def probe_image(path: Path, draft_size: int = 256, reduced_dir: Path | None = No
             width, height, mode, fmt = im.width, im.height, im.mode, im.format
             if fmt == "BMP" and (problem := _bmp_problem(path, im)):
                 return ImageProbe(reason="unsupported_format", detail=f"{problem}: training's decoder misreads it")
-            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and width * height > limit:
                 if fmt != "JPEG":
                     return ImageProbe(reason="decompression_bomb",
-                                      detail=f"{width}x{height} is past the limit of {Image.MAX_IMAGE_PIXELS} "
+                                      detail=f"{width}x{height} is past the limit of {limit} "
                                              "pixels; only JPEGs can be loaded reduced")
-                return _reduced_copy(path, im, reduced_dir, reduce_to)
+                return _reduced_copy(path, im, reduced_dir, reduce_to, limit, identity)
             orientation = im.getexif().get(0x0112, 1) if fmt == "JPEG" else 1
             if orientation not in (1, None):
-                return _upright_copy(path, im, reduced_dir, orientation)
+                return _upright_copy(path, im, reduced_dir, orientation, identity)
             im.draft("RGB", (draft_size, draft_size))  # decode at 1/2..1/8 scale: fast
             try:
                 im.load()
@@ -291,7 +330,7 @@ def probe_image(path: Path, draft_size: int = 256, reduced_dir: Path | None = No
                     return ImageProbe(reason="undecodable", detail=f"the JPEG's data ends before its declared "
                                                                    f"{width}x{height} is filled ({exc})")
                 raise
-        return ImageProbe(width=width, height=height, mode=mode)
+            return _with_identity(ImageProbe(width=width, height=height, mode=mode), path, im, identity)
     except UnsupportedFormat as exc:
         return ImageProbe(reason="unsupported_format", detail=str(exc))
     except (ShortJpeg, NotAnImage) as exc:
@@ -303,11 +342,11 @@ def probe_image(path: Path, draft_size: int = 256, reduced_dir: Path | None = No
         return ImageProbe(reason="undecodable", detail=(str(exc) or type(exc).__name__)[:200])
 
 
-def _reduced_copy(path: Path, im: Image.Image, reduced_dir: Path | None, reduce_to: int) -> ImageProbe:
-    """A JPEG past the bomb limit: decode with the gentlest DCT scale that brings it under the
-    limit and write a reduced copy, or reject."""
+def _reduced_copy(path: Path, im: Image.Image, reduced_dir: Path | None, reduce_to: int,
+                  limit: int, identity: bool) -> ImageProbe:
+    """A JPEG past the bomb limit of ``limit`` pixels: decode with the gentlest DCT scale that
+    brings it under the limit and write a reduced copy, or reject."""
     width, height, mode = im.width, im.height, im.mode
-    limit = Image.MAX_IMAGE_PIXELS
     if reduced_dir is None:
         return ImageProbe(reason="decompression_bomb", detail=f"{width}x{height} is past the limit of {limit} pixels")
     scale = next((k for k in (2, 4, 8) if math.ceil(width / k) * math.ceil(height / k) <= limit), 8)
@@ -321,13 +360,15 @@ def _reduced_copy(path: Path, im: Image.Image, reduced_dir: Path | None, reduce_
     dest = reduced_dir / content_name(path)
     if not dest.is_file():
         _write_copy(small, dest)
-    return ImageProbe(width=width, height=height, mode=mode, reduced_path=str(dest),
-                      detail=f"reduced from {width}x{height} with JPEG draft mode")
+    return _with_identity(ImageProbe(width=width, height=height, mode=mode, reduced_path=str(dest),
+                                      detail=f"reduced from {width}x{height} with JPEG draft mode"),
+                          path, small, identity)
 
 
-def _upright_copy(path: Path, im: Image.Image, reduced_dir: Path | None, orientation: int) -> ImageProbe:
+def _upright_copy(path: Path, im: Image.Image, reduced_dir: Path | None, orientation: int,
+                  identity: bool) -> ImageProbe:
     """A JPEG with an EXIF rotation: TensorFlow ignores EXIF, so training reads an upright copy."""
-    width, height, mode = im.width, im.height, im.mode
+    mode = im.mode
     if reduced_dir is None:
         return ImageProbe(reason="unsupported_format",
                           detail=f"EXIF orientation {orientation} needs an upright copy and no copy folder was given")
@@ -336,8 +377,9 @@ def _upright_copy(path: Path, im: Image.Image, reduced_dir: Path | None, orienta
     dest = reduced_dir / content_name(path)
     if not dest.is_file():
         _write_copy(upright, dest)
-    return ImageProbe(width=upright.width, height=upright.height, mode=mode, reduced_path=str(dest),
-                      detail=f"upright copy (EXIF orientation {orientation})")
+    return _with_identity(ImageProbe(width=upright.width, height=upright.height, mode=mode, reduced_path=str(dest),
+                                     detail=f"upright copy (EXIF orientation {orientation})"),
+                          path, upright, identity)
 
 
 def read_rgb(path: str | Path, size: int | None = None) -> Image.Image:

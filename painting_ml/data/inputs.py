@@ -13,17 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import tensorflow as tf
+    from numpy.typing import NDArray
 
 RESIZE_MODES = ("crop", "pad")
 CACHE_MODES = ("memory", "disk", "none")
 
 
-def _decode(raw, needed, resize_mode: str):
+def _decode(raw: tf.Tensor, needed: int, resize_mode: str) -> tf.Tensor:
     """Decode to uint8 RGB. JPEGs are decoded with DCT scaling (1/2, 1/4, 1/8) when the image
     stays at least ``needed`` pixels on the side that matters — far less work on large paintings."""
     import tensorflow as tf
 
-    def jpeg():
+    def jpeg() -> tf.Tensor:
         hw = tf.io.extract_jpeg_shape(raw)[:2]
         side = tf.reduce_min(hw) if resize_mode == "crop" else tf.reduce_max(hw)
         # index into (1, 2, 4, 8): the largest ratio that keeps `side // ratio >= needed`
@@ -32,7 +38,7 @@ def _decode(raw, needed, resize_mode: str):
                     for r in (1, 2, 4, 8)]
         return tf.switch_case(idx, branches)
 
-    def other():
+    def other() -> tf.Tensor:
         return tf.io.decode_image(raw, channels=3, expand_animations=False)
 
     img = tf.cond(tf.io.is_jpeg(raw), jpeg, other)
@@ -40,7 +46,7 @@ def _decode(raw, needed, resize_mode: str):
     return img
 
 
-def decode_and_resize(path, image_size: int, resize_mode: str = "crop"):
+def decode_and_resize(path: tf.Tensor | str, image_size: int, resize_mode: str = "crop") -> tf.Tensor:
     """Read one image file (JPEG incl. CMYK/grayscale, PNG incl. palette/RGBA/16-bit — also PNG
     bytes behind a .jpg name — BMP, GIF's first frame, WebP), resize once to ``image_size`` keeping
     the aspect ratio, and centre-crop (``crop``) or pad (``pad``) to a square. Returns uint8
@@ -54,7 +60,7 @@ def decode_and_resize(path, image_size: int, resize_mode: str = "crop"):
     return decode_bytes_and_resize(tf.io.read_file(path), image_size, resize_mode)
 
 
-def decode_bytes_and_resize(raw, image_size: int, resize_mode: str = "crop"):
+def decode_bytes_and_resize(raw: tf.Tensor, image_size: int, resize_mode: str = "crop") -> tf.Tensor:
     """One encoded image (a scalar ``tf.string``) to uint8 ``(S, S, 3)``: what
     :func:`decode_and_resize` does after reading the file, and what the champion's serving export
     (painting_ml.learn.export) does inside its graph, so the two cannot drift apart."""
@@ -89,8 +95,8 @@ def make_dataset(
     cache_dir: str | Path | None = None,
     resize_mode: str = "crop",
     shuffle_buffer: int = 1024,
-    sample_weights: Sequence[float] | None = None,
-):
+    sample_weights: Sequence[float] | NDArray[np.floating[Any]] | None = None,
+) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(uint8 image (B, S, S, 3), label[, sample weight])``.
 
     Args:
@@ -108,7 +114,7 @@ def make_dataset(
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize_mode!r}; choose one of {', '.join(RESIZE_MODES)}")
     if labels is None:
-        parts: tuple = (list(paths),)
+        parts: tuple[Any, ...] = (list(paths),)
     elif isinstance(labels, Mapping):
         parts = (list(paths), {k: list(v) for k, v in labels.items()})
     else:
@@ -117,11 +123,15 @@ def make_dataset(
         parts = parts + (list(map(float, sample_weights)),)
     ds = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
 
-    def load(p, *rest):
+    def load(p: tf.Tensor, *rest: tf.Tensor) -> tf.Tensor | tuple[tf.Tensor, ...]:
         img = decode_and_resize(p, image_size, resize_mode)
         return (img, *rest) if rest else img
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # The decode branches with tf.cond / tf.switch_case itself: AutoGraph conversion (tf.data's
+    # default for a map function) would only add set-up time to every dataset built, which an
+    # attribution shard pays on top of its model load.
+    ds = ds.map(tf.autograph.experimental.do_not_convert(load), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
     if cache == "memory":
         ds = ds.cache()
     elif cache == "disk":

@@ -3,18 +3,22 @@
 Strategies:
     ``top``       the N artists with the most usable paintings, equalised to the smallest of them.
     ``balanced``  the N artists whose counts are closest to each other (smallest max/min ratio;
-                  ties go to the larger counts), equalised to the smallest — what the seed project
-                  ended up picking by hand.
+                  ties go to the larger counts), equalised to the smallest.
     ``capped``    the top N, each undersampled to at most ``cap``; what stays imbalanced is
                   handled with class weights in training.
     ``list``      exactly the artists named in ``artists``, equalised to the smallest.
 Every strategy skips artists with fewer than ``min_per_artist`` usable paintings.
+
+Paintings are counted under the curators' label override where one is in force (a ``relabel``
+verdict, see :mod:`painting_ml.results.reviews`), else under the CSV's artist.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from painting_ml.core import db
 from painting_ml.core.config import RunConfig
@@ -38,7 +42,7 @@ class Selection:
         return {"artists": self.artists, "take": self.take, "available": self.available}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Selection:
+    def from_dict(cls, d: Mapping[str, Any]) -> Selection:
         return cls(list(d["artists"]), {k: int(v) for k, v in d["take"].items()}, dict(d["available"]))
 
 
@@ -95,7 +99,8 @@ def choose_listed(counts: dict[str, int], artists: tuple[str, ...], min_per_arti
     for a in artists:
         if a not in counts:
             close = difflib.get_close_matches(a, list(counts), n=3)
-            problems.append(f"{a!r} has no usable paintings" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            problems.append(f"{a!r} has no usable paintings{hint}")
         elif counts[a] < min_per_artist:
             problems.append(f"{a!r} has only {counts[a]} usable paintings (< min_per_artist {min_per_artist})")
     if problems:
@@ -118,7 +123,8 @@ def choose(counts: dict[str, int], cfg: RunConfig) -> Selection:
 
 
 def usable_counts(data_dir: str, url: str | None = None) -> dict[str, int]:
-    """Usable paintings per artist of one data folder, as ingested (gone rows left out)."""
+    """Usable paintings per artist of one data folder, as ingested (gone rows left out), label
+    overrides applied."""
     from painting_ml.data.ingest import resolve_root
 
     with db.connect(url) as conn:

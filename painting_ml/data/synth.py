@@ -5,10 +5,13 @@ and length, a stroke width and a background texture scale — so a CNN can learn
 Artists share a *style* (movement) and each painting has a *genre* that changes its composition, so
 both are usable labels too. A few artists appear only in ``test/`` (``artist_group=test_only``), a
 few files are deliberately unreadable (zero bytes, truncated, garbage), one CSV row points at a
-missing file, and some images are grayscale or CMYK, as in the real set.
+missing file, and some images are grayscale or CMYK, as in the real set. On request a fraction of
+the labels is wrong on purpose (``mislabel``): the CSVs name another artist than the one whose
+style painted the picture, and ``mislabelled.csv`` records the truth (ingest reads only the Kaggle
+CSVs, so it never sees it).
 
-Output (``out``): ``all_data_info.csv``, ``train_info.csv``, ``train/<n>.jpg``, ``test/<n>.jpg``.
-The same arguments always produce the same bytes.
+Output (``out``): ``all_data_info.csv``, ``train_info.csv``, ``train/<n>.jpg``, ``test/<n>.jpg``,
+and ``mislabelled.csv`` when labels were flipped. The same arguments always produce the same bytes.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
 from painting_ml.core.errors import ConfigError
@@ -30,6 +35,10 @@ ALL_DATA_COLUMNS = [
     "artist_group", "in_train", "new_filename",
 ]
 TRAIN_INFO_COLUMNS = ["filename", "artist", "title", "style", "genre", "date"]
+MISLABELLED_CSV = "mislabelled.csv"
+MISLABELLED_COLUMNS = ["filename", "true_artist", "catalog_artist"]
+MislabelKind = Literal["uniform", "confusable"]
+MISLABEL_KINDS: tuple[MislabelKind, ...] = ("uniform", "confusable")
 
 STYLES = ["Impressionism", "Expressionism", "Cubism", "Romanticism", "Baroque"]
 GENRES = ["portrait", "landscape", "still life", "abstract"]
@@ -45,7 +54,7 @@ _TITLE_WORDS = ["Light", "Harbour", "Morning", "Mother", "Garden", "Storm", "Pea
 class ArtistStyle:
     name: str
     style: str
-    palette: np.ndarray       # (k, 3) uint8
+    palette: NDArray[np.uint8]  # (k, 3)
     angle: float              # mean stroke direction, radians
     angle_jitter: float
     stroke_len: float         # fraction of the image diagonal
@@ -56,7 +65,7 @@ class ArtistStyle:
 
 def artist_names(n: int) -> list[str]:
     """``n`` distinct, partly non-ASCII artist names (deterministic)."""
-    names = []
+    names: list[str] = []
     for i in range(n):
         first = _FIRST[i % len(_FIRST)]
         last = _LAST[(i * 5 + i // len(_FIRST)) % len(_LAST)]
@@ -65,15 +74,31 @@ def artist_names(n: int) -> list[str]:
     return names
 
 
-def make_styles(n: int, rng: np.random.Generator) -> list[ArtistStyle]:
-    """One distinct style per artist: hues spread around the colour wheel, angles spread too."""
+def partner(i: int, n: int) -> int:
+    """The designated partner of artist ``i`` among the first ``n``: pairs (0, 1), (2, 3), …; the
+    odd one out when ``n`` is odd is paired with the artist before it."""
+    return i ^ 1 if (i ^ 1) < n else i - 1
+
+
+def make_styles(n: int, rng: np.random.Generator, paired: int = 0) -> list[ArtistStyle]:
+    """One distinct style per artist: hues spread around the colour wheel, angles spread too.
+
+    Args:
+        n: artists.
+        rng: the generator every random choice comes from.
+        paired: the first ``paired`` artists come in look-alike pairs (see :func:`partner`): the
+            second of a pair paints in its partner's movement, with a hue 0.06 of the wheel away
+            and strokes 0.5 rad turned — hard to tell apart, still learnable.
+    """
     names = artist_names(n)
-    styles = []
+    styles: list[ArtistStyle] = []
     hue_offset = rng.random()
     for i, name in enumerate(names):
-        movement = STYLES[i % len(STYLES)]
-        base_hue = (hue_offset + i / n) % 1.0
-        palette = []
+        lead = partner(i, paired) if i < paired and i % 2 else i
+        movement = STYLES[lead % len(STYLES)]
+        base_hue = (hue_offset + lead / n + (0.06 if lead != i else 0.0)) % 1.0
+        angle = math.pi * ((lead * 0.381966) % 1.0) + (0.5 if lead != i else 0.0)
+        palette: list[list[int]] = []
         for k in range(4):
             h = (base_hue + rng.uniform(-0.04, 0.04) + (0.5 if k == 3 else 0.0)) % 1.0
             s = rng.uniform(0.45, 1.0)
@@ -86,7 +111,7 @@ def make_styles(n: int, rng: np.random.Generator) -> list[ArtistStyle]:
                 name=name,
                 style=movement,
                 palette=np.array(palette, dtype=np.uint8),
-                angle=math.pi * ((i * 0.381966) % 1.0),
+                angle=angle,
                 angle_jitter=rng.uniform(0.05, 0.35),
                 stroke_len=[0.08, 0.25, 0.45, 0.15, 0.6][m] * rng.uniform(0.8, 1.2),
                 stroke_width=[0.02, 0.05, 0.09, 0.03, 0.015][m] * rng.uniform(0.8, 1.2),
@@ -102,7 +127,7 @@ def paint(style: ArtistStyle, genre: str, width: int, height: int, rng: np.rando
     # Background: two palette colours blended along a low-frequency noise field.
     grid = rng.random((style.texture_scale + 1, style.texture_scale + 1)).astype(np.float32)
     noise = np.asarray(
-        Image.fromarray((grid * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC),
+        Image.fromarray((grid * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC),
         dtype=np.float32,
     )[..., None] / 255.0
     c0, c1 = style.palette[0].astype(np.float32), style.palette[1].astype(np.float32)
@@ -118,8 +143,8 @@ def paint(style: ArtistStyle, genre: str, width: int, height: int, rng: np.rando
         r = short * 0.28
         draw.ellipse([cx - r * 0.8, cy - r, cx + r * 0.8, cy + r], fill=tuple(int(v) for v in style.palette[2]))
     elif genre == "landscape":
-        y = int(height * rng.uniform(0.5, 0.7))
-        draw.rectangle([0, y, width, height], fill=tuple(int(v) for v in style.palette[2]))
+        horizon = int(height * rng.uniform(0.5, 0.7))
+        draw.rectangle([0, horizon, width, height], fill=tuple(int(v) for v in style.palette[2]))
     elif genre == "still life":
         for _ in range(3):
             r = short * rng.uniform(0.08, 0.16)
@@ -135,8 +160,8 @@ def paint(style: ArtistStyle, genre: str, width: int, height: int, rng: np.rando
         a = style.angle + rng.normal(0, style.angle_jitter)
         ln = length * rng.uniform(0.5, 1.5)
         dx, dy = math.cos(a) * ln / 2, math.sin(a) * ln / 2
-        color = style.palette[rng.integers(0, len(style.palette))].astype(int)
-        color = tuple(int(c) for c in np.clip(color + rng.integers(-20, 21, 3), 0, 255))
+        base = style.palette[rng.integers(0, len(style.palette))].astype(int)
+        color = tuple(int(c) for c in np.clip(base + rng.integers(-20, 21, 3), 0, 255))
         draw.line([(x - dx, y - dy), (x + dx, y + dy)], fill=color, width=lw)
     return img
 
@@ -177,6 +202,9 @@ def generate(
     seed: int = 0,
     test_only_artists: int = 2,
     broken: int = 3,
+    copies: int = 0,
+    mislabel: float = 0.0,
+    mislabel_kind: MislabelKind = "uniform",
 ) -> dict[str, int]:
     """Write a synthetic dataset in the Kaggle layout.
 
@@ -189,17 +217,31 @@ def generate(
         test_only_artists: extra artists with paintings only in ``test/``.
         broken: files written unreadable on purpose (zero bytes, truncated, garbage); one more
             CSV row points at a file that does not exist.
+        copies: extra paintings that are copies of others under a new file name and the same
+            artist, as real catalogs hold them: in turn the same bytes, a re-encoded copy at 1.5x
+            the size and a grey one.
+        mislabel: the share of the ``train_and_test`` artists' paintings whose CSV rows name a
+            wrong artist (``round(mislabel * paintings)`` of them; never a broken file, a copy or
+            a copied painting, so every wrong label is one readable picture). The truth goes to
+            ``mislabelled.csv`` (``filename, true_artist, catalog_artist``).
+        mislabel_kind: ``uniform``: the wrong artist is another ``train_and_test`` artist drawn at
+            random; ``confusable``: it is the painter's look-alike partner (the artists are
+            generated in look-alike pairs, see :func:`make_styles`).
 
     Returns:
-        Counts: ``paintings`` (CSV rows), ``images`` (files written), ``broken``, ``missing``.
+        Counts: ``paintings`` (CSV rows), ``images`` (files written), ``broken``, ``missing``,
+        ``copies``, ``mislabelled``.
     """
     if artists < 2 or per_artist < 3 or size < 16 or seed < 0 or test_only_artists < 0 or broken < 0:
         raise ConfigError(
             "synth needs --artists >= 2, --per-artist >= 3, --size >= 16 and non-negative "
             f"--seed/--test-only/--broken (got artists={artists}, per_artist={per_artist}, size={size})"
         )
+    if not 0.0 <= mislabel <= 0.5 or mislabel_kind not in MISLABEL_KINDS:
+        raise ConfigError(f"synth needs 0 <= --mislabel <= 0.5 and --mislabel-kind one of {', '.join(MISLABEL_KINDS)} "
+                          f"(got mislabel={mislabel}, mislabel_kind={mislabel_kind!r})")
     rng = np.random.default_rng(seed)
-    styles = make_styles(artists + test_only_artists, rng)
+    styles = make_styles(artists + test_only_artists, rng, paired=artists if mislabel_kind == "confusable" else 0)
     out = Path(out)
     (out / "train").mkdir(parents=True, exist_ok=True)
     (out / "test").mkdir(parents=True, exist_ok=True)
@@ -213,7 +255,7 @@ def generate(
     n = 0
     from painting_ml.core.progress import progress
 
-    for a, (style, count) in progress(list(enumerate(zip(styles, counts))), "synth: artists"):
+    for a, (style, count) in progress(list(enumerate(zip(styles, counts, strict=True))), "synth: artists"):
         test_only = a >= artists
         for j in range(count):
             img_rng = np.random.default_rng([seed, a, j])
@@ -247,9 +289,28 @@ def generate(
         data = path.read_bytes()
         path.write_bytes([b"", data[: len(data) // 3], b"not a jpeg at all"][k % 3])
         damaged += 1
+    damaged_rows = {(d * 37 + 11) % len(rows) for d in range(broken)}
+    usable = [r for k, r in enumerate(rows) if r["artist_group"] == "train_and_test" and k not in damaged_rows]
+    copied: set[object] = set()
+    for c in range(copies):
+        row = usable[(c * 53 + 3) % len(usable)]
+        copied.add(row["new_filename"])
+        folder = out / ("train" if row["in_train"] else "test")
+        data = (folder / str(row["new_filename"])).read_bytes()
+        if c % 3:
+            with Image.open(io.BytesIO(data)) as im:
+                img = im.convert("RGB")
+            img = img.resize((img.width * 3 // 2, img.height * 3 // 2)) if c % 3 == 1 else img.convert("L")
+            data = _encode(img.convert("RGB"), "RGB" if c % 3 == 1 else "L")
+        filename = f"{int(numbers.max()) + 2 + c}.jpg"
+        (folder / filename).write_bytes(data)
+        rows.append({**row, "new_filename": filename, "size_bytes": len(data), "title": f"{row['title']} (copy)"})
     missing_row = dict(rows[len(rows) // 2])
     missing_row["new_filename"] = f"{int(numbers.max()) + 1}.jpg"  # never written
     rows.append(missing_row)
+    flips = _mislabel(rows[:total], [s.name for s in styles[:artists]], damaged_rows, copied, mislabel,
+                      mislabel_kind, seed)
+    _write_mislabelled(out / MISLABELLED_CSV, flips)
 
     with open(out / "all_data_info.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=ALL_DATA_COLUMNS, quoting=csv.QUOTE_MINIMAL)
@@ -262,4 +323,49 @@ def generate(
         for r in rows:
             if r["in_train"]:
                 writer.writerow({"filename": r["new_filename"], **{c: r[c] for c in TRAIN_INFO_COLUMNS[1:]}})
-    return {"paintings": len(rows), "images": total, "broken": damaged, "missing": 1}
+    return {"paintings": len(rows), "images": total + copies, "broken": damaged, "missing": 1, "copies": copies,
+            "mislabelled": len(flips)}
+
+
+def _mislabel(rows: list[dict[str, object]], names: list[str], damaged: set[int], copied: set[object],
+              share: float, kind: MislabelKind, seed: int) -> list[dict[str, str]]:
+    """Give ``round(share * n)`` of the ``n`` train_and_test paintings in ``rows`` a wrong artist
+    (in place); the flips as ``mislabelled.csv`` rows, in CSV order."""
+    selected = [k for k, r in enumerate(rows) if r["artist_group"] == "train_and_test"]
+    eligible = [k for k in selected if k not in damaged and rows[k]["new_filename"] not in copied]
+    n = round(share * len(selected))
+    if n > len(eligible):
+        raise ConfigError(f"synth: --mislabel {share} asks for {n} wrong labels but only {len(eligible)} paintings "
+                          "are eligible (readable, not copies); lower --mislabel")
+    rng = np.random.default_rng([seed, 0x6D15])  # its own stream: the images do not change with the share
+    flips: list[dict[str, str]] = []
+    for k in sorted(int(k) for k in rng.choice(eligible, size=n, replace=False)):
+        true = str(rows[k]["artist"])
+        i = names.index(true)
+        if kind == "confusable":
+            wrong = names[partner(i, len(names))]
+        else:
+            wrong = names[(i + 1 + int(rng.integers(0, len(names) - 1))) % len(names)]
+        rows[k]["artist"] = wrong
+        flips.append({"filename": str(rows[k]["new_filename"]), "true_artist": true, "catalog_artist": wrong})
+    return flips
+
+
+def _write_mislabelled(path: Path, flips: list[dict[str, str]]) -> None:
+    """The truth about the wrong labels; no file (and no stale one) when there are none."""
+    if not flips:
+        path.unlink(missing_ok=True)
+        return
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=MISLABELLED_COLUMNS)
+        writer.writeheader()
+        writer.writerows(flips)
+
+
+def read_mislabelled(data_dir: Path | str) -> dict[str, dict[str, str]]:
+    """The planted wrong labels of a generated folder by file name (empty when it has none)."""
+    path = Path(data_dir) / MISLABELLED_CSV
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        return {r["filename"]: r for r in csv.DictReader(f)}

@@ -1,11 +1,16 @@
 """The data-quality gate: checks a dataset version before any GPU time is spent on it.
 
-Three checks, each with a failing and a warning level taken from the run config:
+Three checks, each with a failing and a warning level taken from the run config, and two about
+copies of one picture (:mod:`painting_ml.data.identity`):
 
 ``reject_rate``   share of the data folder's CSV rows its ingest rejected (missing, broken, unsafe files).
 ``split_counts``  paintings of each selected artist in train, val and test.
 ``drift``         against the previous accepted version of the same selection in the same data
                   folder: each artist's count, the share of artists replaced, the median image side.
+``duplicates``    share of the version's paintings that are a second copy of another one (warning
+                  above :data:`WARN_DUPLICATE_SHARE`).
+``leakage``       groups of copies whose members sit in different splits: always a failure (the
+                  split keeps groups whole, so any is a bug, never data).
 
 The checks are pure functions of the figures; :func:`validate_dataset` is the thin database
 edge: it measures, stores figures and findings in ``dataset_validations`` (the report shows them),
@@ -28,6 +33,8 @@ from painting_ml.core.errors import DataQualityError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: Share of a version's paintings that may be copies of another before the gate warns.
+WARN_DUPLICATE_SHARE = 0.01
 THRESHOLDS = ("max_reject_rate", "warn_reject_rate", "min_split_paintings", "warn_split_paintings", "max_drift",
               "warn_drift")
 
@@ -42,7 +49,9 @@ class Finding:
 
 
 def _level(value: float, fail: float, warn: float, above: bool = True) -> str | None:
-    crossed = (lambda limit: value > limit) if above else (lambda limit: value < limit)
+    def crossed(limit: float) -> bool:
+        return value > limit if above else value < limit
+
     return "failure" if crossed(fail) else "warning" if crossed(warn) else None
 
 
@@ -99,7 +108,7 @@ def measure_drift(current: dict[str, Any], previous: dict[str, Any]) -> dict[str
 def check_drift(drift: dict[str, Any], cfg: RunConfig) -> list[Finding]:
     """Each drift measure against ``max_drift`` (failure) and ``warn_drift`` (warning), each
     reported once, at the worst level it reaches."""
-    out = []
+    out: list[Finding] = []
     by_level: dict[str, list[str]] = {}
     for artist, v in sorted(drift["count_change"].items()):
         if level := _level(v, cfg.max_drift, cfg.warn_drift):
@@ -117,13 +126,45 @@ def check_drift(drift: dict[str, Any], cfg: RunConfig) -> list[Finding]:
     return out
 
 
-def measure(conn, version_id: int, root: str) -> dict[str, Any]:
+def check_duplicates(copies: int, total: int) -> list[Finding]:
+    """A warning when more than :data:`WARN_DUPLICATE_SHARE` of ``total`` paintings are ``copies``
+    (members of a group beyond its first)."""
+    share = copies / total if total else 0.0
+    if share <= WARN_DUPLICATE_SHARE:
+        return []
+    return [Finding("warning", "duplicates", f"{copies} of {total} paintings ({share:.1%} > "
+                                              f"{WARN_DUPLICATE_SHARE:.0%}) are copies of another painting of the "
+                                              "version (see the duplicate_groups view)")]
+
+
+def check_leakage(straddling: list[str]) -> list[Finding]:
+    """A failure naming the groups (by key) whose members sit in more than one split."""
+    if not straddling:
+        return []
+    return [Finding("failure", "leakage", f"{len(straddling)} group(s) of copies straddle splits "
+                                          f"(e.g. {', '.join(sorted(straddling)[:3])})")]
+
+
+def measure_groups(conn: db.Connection, version_id: int) -> dict[str, Any]:
+    """The version's copies: members beyond each group's first, and the groups across splits."""
+    splits: dict[str, set[str]] = {}
+    members: dict[str, int] = {}
+    for r in db.fetch_dicts(conn, db.sql("identity", "version_groups"), {"id": version_id}):
+        splits.setdefault(r["group_key"], set()).add(r["split"])
+        members[r["group_key"]] = members.get(r["group_key"], 0) + 1
+    excluded = db.fetch_one(conn, db.sql("identity", "version_excluded"), {"id": version_id})
+    return {"copies": sum(n - 1 for n in members.values()),
+            "straddling": sorted(k for k, s in splits.items() if len(s) > 1),
+            "excluded_conflicting_groups": int(excluded["n"]) if excluded else 0}
+
+
+def measure(conn: db.Connection, version_id: int, root: str) -> dict[str, Any]:
     """The figures of one dataset version, and the reject counts of its data folder ``root``."""
     found = db.fetch_one(conn, db.sql("validation", "version_counts"), {"id": version_id})
     if not found:
         raise LookupError(f"dataset version {version_id} does not exist")
-    rejects = db.fetch_one(conn, db.sql("validation", "reject_counts"), {"root": root})
-    sides = db.fetch_one(conn, db.sql("validation", "image_sides"), {"id": version_id})
+    rejects = db.fetch_one(conn, db.sql("validation", "reject_counts"), {"root": root}, required=True)
+    sides = db.fetch_one(conn, db.sql("validation", "image_sides"), {"id": version_id}, required=True)
     counts = {a: {s: int(found["artist_counts"].get(a, {}).get(s, 0)) for s in SPLITS} for a in found["artists"]}
     rejected, usable = int(rejects["rejected"]), int(rejects["usable"])
     return {
@@ -151,6 +192,9 @@ def validate_dataset(cfg: RunConfig, version_id: int, url: str | None = None) ->
                                 {"selection": cfg.selection_hash(), "root": root, "id": version_id})
         findings = check_reject_rate(figures["rejected"], figures["usable"], cfg)
         findings += check_split_counts(figures["split_counts"], cfg)
+        figures["duplicates"] = measure_groups(conn, version_id)
+        findings += check_duplicates(figures["duplicates"]["copies"], sum(figures["artist_totals"].values()))
+        findings += check_leakage(figures["duplicates"]["straddling"])
         if previous:
             figures["drift"] = measure_drift(figures, previous["figures"])
             findings += check_drift(figures["drift"], cfg)
@@ -161,7 +205,7 @@ def validate_dataset(cfg: RunConfig, version_id: int, url: str | None = None) ->
             "previous": previous["version_id"] if previous else None, "status": status,
             "figures": Jsonb(figures), "findings": Jsonb([asdict(f) for f in findings]),
             "thresholds": Jsonb({k: getattr(cfg, k) for k in THRESHOLDS}),
-        })
+        }, required=True)
     for f in findings:
         if f.level == "warning":
             log.warning("data-quality warning (%s) on dataset version %d: %s", f.check, version_id, f.message)

@@ -7,10 +7,15 @@ the rejection rate at a threshold chosen on validation); same-artist verificatio
 held-out pairs, seen and unseen artists separately.
 
 Re-running an evaluation replaces the run's rows (one transaction).
+
+A run is evaluated on the paintings of its dataset version that are still in their folder: when
+an ingest found some gone after the version was made (even while the run trained), the summary's
+``gone`` counts them by split and the report and the CLI say how many left.
 """
 
 from __future__ import annotations
 
+from typing import Any
 
 import numpy as np
 from psycopg.types.json import Jsonb
@@ -21,12 +26,15 @@ from painting_ml.data.derived import cached_paths, long_side_for
 from painting_ml.data.versions import UNSEEN, load_items, target_labels
 from painting_ml.learn.metrics import compute_class_metrics, open_set_scores, pair_auc, top_k_accuracy
 
-def evaluate(run_id: int, url: str | None = None) -> dict:
+
+def evaluate(run_id: int, url: str | None = None) -> dict[str, Any]:
     """Evaluate the run's best model on its test, validation and unseen paintings; store; summarise."""
     from painting_ml.learn.inference import infer, load_run_model
 
     rm = load_run_model(run_id, url)
-    _, items = load_items(rm.version_id, url)
+    _, version_items = load_items(rm.version_id, url, history=True)
+    items = [i for i in version_items if not i.gone]
+    gone = {s: sum(i.gone and i.split == s for i in version_items) for s in ("train", "val", "test", UNSEEN)}
     classes = rm.classes
     splits = {s: [i for i in items if i.split == s] for s in ("val", "test", UNSEEN)}
     # The image-cache copies training read (every split was cached by the augment step): the
@@ -37,7 +45,9 @@ def evaluate(run_id: int, url: str | None = None) -> dict:
     labels = target_labels(test, classes)
     seed = int(rm.config.get("seed", 0))
 
-    per_target, confusion_rows, metric_rows = {}, [], []
+    per_target: dict[str, dict[str, Any]] = {}
+    confusion_rows: list[dict[str, Any]] = []
+    metric_rows: list[dict[str, Any]] = []
     for t, names in classes.items():
         y, probs = np.asarray(labels[t]), out["test"][t]
         pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
@@ -60,7 +70,8 @@ def evaluate(run_id: int, url: str | None = None) -> dict:
     artist = per_target["artist"]
     summary = {"run_id": run_id, "test_accuracy": artist["accuracy"], "macro_f1": artist["macro_f1"],
                "top3_accuracy": artist["top3_accuracy"], "n_test": len(test), "chance": 1.0 / len(classes["artist"]),
-               "targets": per_target, "open_set": open_set, "verification": verification}
+               "targets": per_target, "open_set": open_set, "verification": verification,
+               "gone": {s: n for s, n in gone.items() if n}}
 
     names = classes["artist"]
     with db.connect(url) as conn:
@@ -88,7 +99,7 @@ def evaluate(run_id: int, url: str | None = None) -> dict:
     return summary
 
 
-def artist_table(run_id: int, url: str | None = None) -> list[dict]:
+def artist_table(run_id: int, url: str | None = None) -> list[dict[str, Any]]:
     """The run's per-artist metric rows, as stored."""
     with db.connect(url) as conn:
         return db.fetch_dicts(conn, db.sql("runs", "artist_metrics"), {"id": run_id})

@@ -17,6 +17,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 from painting_ml.core import db
 from painting_ml.core.artifacts import fetch_run_files, record_artifact, run_folder
@@ -33,7 +34,7 @@ def serving_dir(run_dir_key: str) -> Path:
     return run_folder(run_dir_key) / SERVING_DIR
 
 
-def export_serving_model(run_id: int, url: str | None = None, *, force: bool = False) -> dict:
+def export_serving_model(run_id: int, url: str | None = None, *, force: bool = False) -> dict[str, Any]:
     """Write run ``run_id``'s serving SavedModel (unless it is there already) and record its files.
 
     Idempotent: an existing complete export is kept (``force`` rewrites it). The export is written
@@ -63,7 +64,7 @@ def export_serving_model(run_id: int, url: str | None = None, *, force: bool = F
         size, mode = int(rm.config["image_size"]), rm.config.get("resize_mode", "crop")
         model = rm.model
 
-        def serve(images):
+        def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
             pixels = tf.map_fn(lambda raw: decode_bytes_and_resize(raw, size, mode), images,
                                fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
             out = model(tf.cast(pixels, tf.float32), training=False)

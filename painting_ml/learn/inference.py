@@ -8,23 +8,24 @@ falling back to the latest evaluated run while no champion exists.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from painting_ml.core import db
 from painting_ml.core.errors import DataError, PaintingMLError
-from painting_ml.learn.metrics import pair_scores, top_k
+from painting_ml.learn.metrics import FloatArray, pair_scores, top_k
 
 
 @dataclass
 class RunModel:
     run_id: int
-    model: object          # keras.Model with outputs {target..., "embedding"}
+    model: Any             # keras.Model with outputs {target..., "embedding"} (Keras has no type hints)
     classes: dict[str, list[str]]
-    config: dict
+    config: dict[str, Any]
     version_id: int        # the dataset version it was trained on
 
 
@@ -45,10 +46,9 @@ def load_run_model(run_id: int | None = None, url: str | None = None) -> RunMode
     Keras and TensorFlow load, so a bad run id is one line, not one line after TF's notices."""
     run_id = champion_run_id(url) if run_id is None else run_id
     with db.connect(url) as conn:
-        run = db.fetch_dicts(conn, db.sql("runs", "get_run"), {"id": run_id})
-    if not run:
+        run = db.fetch_one(conn, db.sql("runs", "get_run"), {"id": run_id})
+    if run is None:
         raise PaintingMLError(f"run {run_id} does not exist; `painting-ml runs` lists the runs")
-    run = run[0]
     if not run["model_path"]:
         raise PaintingMLError(f"run {run_id} has no saved model (not trained yet); train it first")
     from painting_ml.core.store import get_store
@@ -59,23 +59,66 @@ def load_run_model(run_id: int | None = None, url: str | None = None) -> RunMode
 
     from painting_ml.learn.models import EMBEDDING_LAYER
 
-    model = keras.models.load_model(model_file)
+    # Inference needs no optimizer, loss or metrics: not compiling skips restoring them.
+    model = keras.models.load_model(model_file, compile=False)
     outputs = {t: model.get_layer(t).output for t in classes}
     outputs["embedding"] = model.get_layer(EMBEDDING_LAYER).output
     return RunModel(run_id, keras.Model(model.inputs, outputs), classes, run["config"], run["dataset_version_id"])
 
 
-def infer(rm: RunModel, paths: Sequence[str], batch_size: int | None = None) -> dict[str, np.ndarray]:
+def infer(rm: RunModel, paths: Sequence[str], batch_size: int | None = None) -> dict[str, FloatArray]:
     """Probabilities per target and embeddings for image files (in order)."""
-    from painting_ml.data.inputs import make_dataset
-
     if not paths:
         return {**{t: np.zeros((0, len(c))) for t, c in rm.classes.items()}, "embedding": np.zeros((0, 0))}
-    ds = make_dataset(list(paths), None, image_size=int(rm.config["image_size"]),
-                      batch_size=batch_size or int(rm.config["batch_size"]), shuffle=False, seed=0,
-                      cache="none", resize_mode=rm.config.get("resize_mode", "crop"))
-    out = rm.model.predict(ds, verbose=0)
-    return {k: np.asarray(v) for k, v in out.items()}
+    return next(infer_chunks(rm, paths, len(paths), batch_size))
+
+
+def infer_chunks(rm: RunModel, paths: Sequence[str], chunk: int,
+                 batch_size: int | None = None) -> Iterator[dict[str, FloatArray]]:
+    """Probabilities per target and embeddings for image files, ``chunk`` files at a time, in
+    order (the last chunk may be shorter).
+
+    One input pipeline feeds every chunk, so decoding keeps running ahead of the model (tf.data
+    prefetch) while the caller handles a chunk, and the model is called batch by batch with
+    ``predict_on_batch``, which sets nothing up per call (``predict`` builds an epoch iterator and
+    callbacks each time). The batches of a call share one shape: past the first batch, a short last
+    one is padded with blank images whose outputs are dropped, so the backend traces (TensorFlow)
+    or compiles (JAX) the model once, not again for the last batch. A painting's outputs do not
+    depend on the rest of its batch.
+
+    Args:
+        rm: the loaded run model.
+        paths: image files the decoder reads (see :func:`checked_image_paths`).
+        chunk: files per yielded result.
+        batch_size: images per model call (default: the run's training batch size).
+
+    Yields:
+        ``{target: probabilities, "embedding": embeddings}`` for the next ``chunk`` files.
+    """
+    from painting_ml.data.inputs import make_dataset
+
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, not {chunk}")
+    if not paths:
+        return
+    size = batch_size or int(rm.config["batch_size"])
+    ds = make_dataset(list(paths), None, image_size=int(rm.config["image_size"]), batch_size=size, shuffle=False,
+                      seed=0, cache="none", resize_mode=rm.config.get("resize_mode", "crop"))
+    held: list[dict[str, FloatArray]] = []
+    count = 0
+    for images in ds.as_numpy_iterator():
+        n = len(images)
+        if n < size and len(paths) > size:
+            images = np.concatenate([images, np.zeros((size - n, *images.shape[1:]), images.dtype)])
+        held.append({k: np.asarray(v)[:n] for k, v in rm.model.predict_on_batch(images).items()})
+        count += n
+        while count >= chunk:
+            out = {k: np.concatenate([h[k] for h in held]) for k in held[0]}
+            yield {k: v[:chunk] for k, v in out.items()}
+            count -= chunk
+            held = [{k: v[chunk:] for k, v in out.items()}] if count else []
+    if count:
+        yield {k: np.concatenate([h[k] for h in held]) for k in held[0]}
 
 
 def checked_image_paths(images: Sequence[str]) -> list[str]:
@@ -83,11 +126,11 @@ def checked_image_paths(images: Sequence[str]) -> list[str]:
     contract of :mod:`painting_ml.data.images`); a huge or EXIF-rotated one is replaced by a
     converted copy. Copies live in ``reduced/<hash of "predict">/<sha256 of the file>.jpg``, a
     folder of their own: a predicted file can never replace a dataset image's copy."""
-    from painting_ml.data.images import probe_image, root_folder
     from painting_ml.core.settings import get_settings
+    from painting_ml.data.images import probe_image, root_folder
 
     copies = root_folder(get_settings().home / "reduced", "predict")
-    out = []
+    out: list[str] = []
     for image in images:
         p = Path(image)
         if not p.exists():
@@ -99,14 +142,15 @@ def checked_image_paths(images: Sequence[str]) -> list[str]:
     return out
 
 
-def predict(images: Sequence[str], run_id: int | None = None, k: int = 3, url: str | None = None) -> dict:
+def predict(images: Sequence[str], run_id: int | None = None, k: int = 3,
+            url: str | None = None) -> dict[str, Any]:
     """Top-k artists (and the other targets' best class) for each image."""
     paths = checked_image_paths(images)
     rm = load_run_model(run_id, url)
     out = infer(rm, paths)
-    results = []
+    results: list[dict[str, Any]] = []
     for n, image in enumerate(images):
-        entry = {"image": image, "artists": [{"artist": a, "probability": p}
+        entry: dict[str, Any] = {"image": image, "artists": [{"artist": a, "probability": p}
                                              for a, p in top_k(out["artist"][n], rm.classes["artist"], k)]}
         for t in rm.classes:
             if t != "artist":
@@ -116,7 +160,7 @@ def predict(images: Sequence[str], run_id: int | None = None, k: int = 3, url: s
     return {"run_id": rm.run_id, "predictions": results}
 
 
-def verify(image_a: str, image_b: str, run_id: int | None = None, url: str | None = None) -> dict:
+def verify(image_a: str, image_b: str, run_id: int | None = None, url: str | None = None) -> dict[str, Any]:
     """The probability that two paintings share a painter, with both scores and each image's top artist."""
     paths = checked_image_paths([image_a, image_b])
     rm = load_run_model(run_id, url)

@@ -7,45 +7,82 @@ promotion gate; no database, no Keras.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, TypedDict
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 OPEN_SET_ACCEPT = 0.95  # the threshold keeps this share of known-artist validation paintings
 MAX_PAIRS = 20_000
 
+#: Probabilities, scores or embeddings: one row per painting.
+FloatArray = NDArray[np.floating[Any]]
+#: Indices into an array (pair positions, class ids).
+IndexArray = NDArray[np.integer[Any]]
 
-def compute_class_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> list[dict]:
+
+class ClassMetrics(TypedDict):
+    """One class's test figures, as stored in ``class_metrics``."""
+
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    accuracy: float
+
+
+class OpenSetScores(TypedDict):
+    """Known-vs-unknown separation (all None but the counts when either side is empty)."""
+
+    auroc: float | None
+    threshold: float | None
+    unseen_rejection_rate: float | None
+    known_rejection_rate: float | None
+    n_known: int
+    n_unseen: int
+
+
+class PairAuc(TypedDict):
+    """Verification AUC of one pair score (None when the pairs are all same-artist or all not)."""
+
+    auc: float | None
+    n_pairs: int
+    n_positive: int
+
+
+def compute_class_metrics(y_true: ArrayLike, y_pred: ArrayLike, labels: Sequence[str]) -> list[ClassMetrics]:
     """Per-class precision, recall, F1, support and accuracy; samples labelled -1 (unknown) are left out.
 
     Per-class accuracy is the share of that class's paintings named correctly (equal to recall;
     kept as its own column because that is what the art teams ask for).
     """
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    known = y_true >= 0
-    y_true, y_pred = y_true[known], y_pred[known]
+    true_all, pred_all = np.asarray(y_true), np.asarray(y_pred)
+    known = true_all >= 0
+    true, pred = true_all[known], pred_all[known]
     idx = list(range(len(labels)))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
-    out = []
+    p, r, f, s = precision_recall_fscore_support(true, pred, labels=idx, zero_division=0)
+    out: list[ClassMetrics] = []
     for i, name in enumerate(labels):
-        mask = y_true == i
-        acc = float((y_pred[mask] == i).mean()) if mask.any() else 0.0
+        mask = true == i
+        acc = float((pred[mask] == i).mean()) if mask.any() else 0.0
         out.append({"label": name, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                     "support": int(s[i]), "accuracy": acc})
     return out
 
 
-def top_k_accuracy(y_true: Sequence[int], probs: np.ndarray, k: int) -> float:
+def top_k_accuracy(y_true: ArrayLike, probs: FloatArray, k: int) -> float:
     """Share of samples whose true class is among the ``k`` most probable."""
-    y_true = np.asarray(y_true)
-    if len(y_true) == 0:
+    true = np.asarray(y_true)
+    if len(true) == 0:
         return 0.0
     top = np.argsort(-probs, axis=1)[:, :k]
-    return float(np.mean([y in row for y, row in zip(y_true, top)]))
+    return float(np.mean([y in row for y, row in zip(true, top, strict=True)]))
 
 
-def open_set_scores(val_known: np.ndarray, test_known: np.ndarray, unseen: np.ndarray,
-                    accept: float = OPEN_SET_ACCEPT) -> dict:
+def open_set_scores(val_known: FloatArray, test_known: FloatArray, unseen: FloatArray,
+                    accept: float = OPEN_SET_ACCEPT) -> OpenSetScores:
     """Known-vs-unknown separation by max class probability.
 
     AUROC treats test paintings of trained artists as positives and paintings of other artists as
@@ -64,23 +101,24 @@ def open_set_scores(val_known: np.ndarray, test_known: np.ndarray, unseen: np.nd
             "n_known": int(len(test_known)), "n_unseen": int(len(unseen))}
 
 
-def pair_from_index(k: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def pair_from_index(k: ArrayLike, n: int) -> tuple[IndexArray, IndexArray]:
     """The (i, j), i < j, at positions ``k`` of the row-major upper triangle of an n x n matrix."""
-    k = np.asarray(k, dtype=np.int64)
+    pos = np.asarray(k, dtype=np.int64)
     b = 2 * n - 1
-    i = np.floor((b - np.sqrt(b * b - 8.0 * k)) / 2).astype(np.int64)
+    i = np.floor((b - np.sqrt(b * b - 8.0 * pos)) / 2).astype(np.int64)
     start = i * (2 * n - i - 1) // 2
     # Float rounding can put i one row off at huge n: step it back into place.
-    over = start > k
+    over = start > pos
     i[over] -= 1
     start = i * (2 * n - i - 1) // 2
-    under = k - start >= n - 1 - i
+    under = pos - start >= n - 1 - i
     i[under] += 1
     start = i * (2 * n - i - 1) // 2
-    return i, k - start + i + 1
+    return i, pos - start + i + 1
 
 
-def sample_pairs(groups: Sequence[str], max_pairs: int = MAX_PAIRS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_pairs(groups: Sequence[str], max_pairs: int = MAX_PAIRS,
+                 seed: int = 0) -> tuple[IndexArray, IndexArray]:
     """Index pairs (i < j) over ``groups``: all of them, or a seeded sample of ``max_pairs``.
 
     Memory is O(pairs returned), not O(n²): the sample is drawn as positions in the upper triangle
@@ -94,20 +132,22 @@ def sample_pairs(groups: Sequence[str], max_pairs: int = MAX_PAIRS, seed: int = 
     return pair_from_index(k, n)
 
 
-def pair_auc(groups: Sequence[str], probs: np.ndarray, emb: np.ndarray, seed: int = 0) -> dict[str, dict]:
+def pair_auc(groups: Sequence[str], probs: FloatArray, emb: FloatArray, seed: int = 0) -> dict[str, PairAuc]:
     """Verification AUC of each pair score over held-out pairs of ``groups`` (artist names)."""
-    groups = np.asarray(groups)
+    names = np.asarray(groups)
     i, j = sample_pairs(list(groups), seed=seed)
-    same = (groups[i] == groups[j]).astype(int)
-    scores = pair_scores(probs[i], probs[j], emb[i], emb[j]) if len(i) else {"prob_product": [], "embedding_cosine": []}
-    out = {}
+    same = (names[i] == names[j]).astype(int)
+    scores = (pair_scores(probs[i], probs[j], emb[i], emb[j]) if len(i)
+              else {"prob_product": np.zeros(0), "embedding_cosine": np.zeros(0)})
+    out: dict[str, PairAuc] = {}
     for name, s in scores.items():
         auc = float(roc_auc_score(same, s)) if 0 < same.sum() < len(same) else None
         out[name] = {"auc": auc, "n_pairs": int(len(same)), "n_positive": int(same.sum())}
     return out
 
 
-def pair_scores(probs_a: np.ndarray, probs_b: np.ndarray, emb_a: np.ndarray, emb_b: np.ndarray) -> dict[str, np.ndarray]:
+def pair_scores(probs_a: FloatArray, probs_b: FloatArray, emb_a: FloatArray,
+                emb_b: FloatArray) -> dict[str, FloatArray]:
     """Same-artist scores of paired rows.
 
     ``prob_product`` = sum_k p_k q_k, the probability that two independent draws from the two
@@ -121,6 +161,7 @@ def pair_scores(probs_a: np.ndarray, probs_b: np.ndarray, emb_a: np.ndarray, emb
     return {"prob_product": prod, "embedding_cosine": np.sum(na * nb, axis=-1)}
 
 
-def top_k(probs: np.ndarray, names: list[str], k: int) -> list[tuple[str, float]]:
+def top_k(probs: FloatArray, names: Sequence[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` most probable names of one row of probabilities, most probable first."""
     order = np.argsort(-probs)[:k]
     return [(names[i], float(probs[i])) for i in order]

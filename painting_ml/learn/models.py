@@ -12,10 +12,11 @@ import re
 import keras
 from keras import ops
 
-from painting_ml.learn import online_augment  # noqa: F401  (registers RandomAffine, so saved models load anywhere)
 from painting_ml.core.config import RunConfig
 from painting_ml.core.errors import ConfigError
 from painting_ml.core.weights import check_weights
+from painting_ml.learn import online_augment  # noqa: F401  (registers RandomAffine, so saved models load anywhere)
+from painting_ml.learn.accelerator import prepare_model, prepare_optimizer, replica_share
 
 _IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 EMBEDDING_LAYER = "embedding"
@@ -31,6 +32,29 @@ class CaffePreprocess(keras.layers.Layer):
     def call(self, x):
         x = ops.flip(ops.cast(x, self.compute_dtype), axis=-1)
         return x - ops.convert_to_tensor(_IMAGENET_BGR_MEAN, dtype=x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="painting_ml")
+class GlobalBatchDropout(keras.layers.Dropout):
+    """Keras' Dropout with masks that do not depend on how the batch is split across replicas.
+
+    Under a TensorFlow ``MirroredStrategy`` every replica draws from the same seed, so each
+    replica's slice would get the masks of the global batch's first rows (and the same masks as
+    the other replicas). Here each replica draws the global batch's masks and keeps its own rows:
+    the masks one device would use. On one device, or on JAX, it is Keras' Dropout.
+    """
+
+    def call(self, inputs, training=False):
+        if not training or not self.rate or self.noise_shape is not None:
+            return super().call(inputs, training=training)
+        batch = ops.shape(inputs)[0]
+        offset, total, replicas = replica_share(batch)
+        if replicas == 1:
+            return super().call(inputs, training=training)
+        ones = ops.ones((total, *inputs.shape[1:]), dtype=inputs.dtype)
+        masks = keras.random.dropout(ones, self.rate, seed=self.seed_generator)
+        start = (offset,) + (0,) * (len(inputs.shape) - 1)
+        return inputs * ops.slice(masks, start, (batch, *inputs.shape[1:]))
 
 
 # --- ResNet18 ---------------------------------------------------------------------------------
@@ -196,14 +220,14 @@ def create_model(cfg: RunConfig, n_classes: int | dict[str, int]) -> keras.Model
     if cfg.head_units:
         x = keras.layers.Dense(cfg.head_units, activation="relu", kernel_regularizer=reg, name="head_dense")(x)
     x = keras.layers.Identity(name=EMBEDDING_LAYER)(x)
-    x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)
+    x = GlobalBatchDropout(cfg.dropout, name="head_dropout")(x)
     # float32 outputs keep the softmax and loss stable under a mixed_bfloat16 policy.
     outputs = {t: keras.layers.Dense(classes[t], activation="softmax", name=t, dtype="float32",
                                      kernel_regularizer=reg)(x) for t in cfg.targets}
     model = keras.Model(inputs, outputs, name=f"{cfg.backbone}_{'_'.join(cfg.targets)}")
     mode, stages = initial_trainable_mode(cfg)
     set_trainable(model, mode, stages, freeze_bn=pretrained(cfg))
-    return model
+    return prepare_model(model)
 
 
 @keras.saving.register_keras_serializable(package="painting_ml")
@@ -222,7 +246,15 @@ class MaskedSparseCrossentropy(keras.losses.Loss):
         if self.label_smoothing:
             onehot = onehot * (1.0 - self.label_smoothing) + self.label_smoothing / self.n_classes
         logp = ops.log(ops.clip(y_pred, 1e-7, 1.0))
-        return -ops.sum(onehot * logp, axis=-1) * mask
+        losses = -ops.sum(onehot * logp, axis=-1) * mask
+        _, total, replicas = replica_share(ops.shape(y_true)[0])
+        if replicas == 1:
+            return losses
+        # Keras averages each replica's mean, which over-weights the smaller slice of an unevenly
+        # split batch. Weight the gradient so it is the global batch's mean, as on one device,
+        # and leave the value (this slice's mean, which Keras weights by its size) unchanged.
+        weight = ops.cast(ops.shape(y_true)[0] * replicas, losses.dtype) / ops.cast(total, losses.dtype)
+        return weight * losses + ops.stop_gradient((1.0 - weight) * losses)
 
     def get_config(self):
         return {**super().get_config(), "n_classes": self.n_classes, "label_smoothing": self.label_smoothing}
@@ -269,7 +301,8 @@ def create_optimizer(cfg: RunConfig, learning_rate: float | None = None) -> kera
     """Adam, AdamW (``weight_decay``), RMSprop or SGD (``momentum``, ``nesterov``).
 
     ``gradient_accumulation_steps`` > 1 uses Keras' own accumulation: gradients are summed over N
-    batches and the weights move once every N steps.
+    batches and the weights move once every N steps. Call it in the distribution scope the model
+    trains in (see :func:`painting_ml.learn.accelerator.prepare_optimizer`).
     """
     lr = cfg.learning_rate if learning_rate is None else learning_rate
     common = {"learning_rate": lr}
@@ -277,11 +310,13 @@ def create_optimizer(cfg: RunConfig, learning_rate: float | None = None) -> kera
         common["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
     name = cfg.optimizer
     if name == "adam":
-        return keras.optimizers.Adam(**common)
-    if name == "adamw":
-        return keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **common)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(**common)
-    if name == "sgd":
-        return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
-    raise ConfigError(f"unknown optimizer {name!r}; choose one of adam, adamw, rmsprop, sgd")
+        optimizer = keras.optimizers.Adam(**common)
+    elif name == "adamw":
+        optimizer = keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **common)
+    elif name == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(**common)
+    elif name == "sgd":
+        optimizer = keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
+    else:
+        raise ConfigError(f"unknown optimizer {name!r}; choose one of adam, adamw, rmsprop, sgd")
+    return prepare_optimizer(optimizer)

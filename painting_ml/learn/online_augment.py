@@ -17,6 +17,8 @@ import math
 import keras
 from keras import ops
 
+from painting_ml.learn.accelerator import replica_share
+
 
 @keras.saving.register_keras_serializable(package="painting_ml")
 class RandomAffine(keras.layers.Layer):
@@ -41,22 +43,29 @@ class RandomAffine(keras.layers.Layer):
         self.hflip, self.fill_mode, self.interpolation, self.seed = bool(hflip), fill_mode, interpolation, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = False
+        # TensorFlow has no XLA kernel for its image transform op: Keras then compiles the step
+        # without XLA (as for its own image layers) instead of failing. JAX compiles it.
+        self.supports_jit = keras.backend.backend() != "tensorflow"
 
-    def _uniform(self, n, low, high):
-        return keras.random.uniform((n,), minval=low, maxval=high, seed=self.seed_generator)
+    def transform_matrices(self, batch, height: int, width: int):
+        """Per-image output->input projective transforms, shape ``(batch, 8)``.
 
-    def transform_matrices(self, batch: int, height: int, width: int):
-        """Per-image output->input projective transforms, shape ``(batch, 8)``."""
-        theta = self._uniform(batch, -1.0, 1.0) * (self.rotation * math.pi / 180.0)
-        k = self._uniform(batch, -self.shear, self.shear)
-        zx = self._uniform(batch, 1.0 - self.zoom, 1.0 + self.zoom)
-        zy = self._uniform(batch, 1.0 - self.zoom, 1.0 + self.zoom)
-        tx = self._uniform(batch, -self.shift, self.shift) * width
-        ty = self._uniform(batch, -self.shift, self.shift) * height
-        if self.hflip:
-            f = ops.where(self._uniform(batch, 0.0, 1.0) < 0.5, -1.0, 1.0)
-        else:
-            f = ops.ones((batch,))
+        Under data parallelism each replica draws the parameters of the whole global batch and keeps
+        its own slice: the images get the transforms they would get on one device, and no two
+        replicas repeat each other's."""
+        offset, total, replicas = replica_share(batch)
+
+        def uniform(low, high):
+            draws = keras.random.uniform((total,), minval=low, maxval=high, seed=self.seed_generator)
+            return draws if replicas == 1 else ops.slice(draws, (offset,), (batch,))
+
+        theta = uniform(-1.0, 1.0) * (self.rotation * math.pi / 180.0)
+        k = uniform(-self.shear, self.shear)
+        zx = uniform(1.0 - self.zoom, 1.0 + self.zoom)
+        zy = uniform(1.0 - self.zoom, 1.0 + self.zoom)
+        tx = uniform(-self.shift, self.shift) * width
+        ty = uniform(-self.shift, self.shift) * height
+        f = ops.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if self.hflip else ops.ones((batch,))
         c, s = ops.cos(theta), ops.sin(theta)
         # input = R(theta) . Shear(k) . Zoom(zx, zy) . Flip(f) . (p - centre) + centre + t
         a00, a01 = c * zx * f, (c * k - s) * zy

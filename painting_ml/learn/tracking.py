@@ -29,12 +29,16 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import types
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from painting_ml.core import db
 from painting_ml.core.errors import PaintingMLError
 from painting_ml.core.settings import get_settings
+
+if TYPE_CHECKING:
+    from wandb import Run
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +60,14 @@ def wandb_dir() -> Path:
     return get_settings().home / "wandb"
 
 
-def start_training(config: dict, run_id: int, wandb_id: str | None, folder: Path | None = None,
-                   enabled: bool = True):
+def start_training(config: dict[str, Any], run_id: int, wandb_id: str | None, folder: Path | None = None,
+                   enabled: bool = True) -> Run | None:
     """Start (or, for a retried training, resume) the run's wandb run.
 
     Args:
         config: the run configuration, logged as the wandb run's config.
         run_id: the database id, used only as the display name ``run-<id>``.
-        wandb_id: ``runs.wandb_id``; ``None`` (a row made before wandb ids existed) logs nothing.
+        wandb_id: ``runs.wandb_id``; ``None`` (a row without one) logs nothing.
         folder: where wandb makes its ``wandb/`` folder; ``None``: ``$PAINTING_HOME``, the
             folder evaluation and promotion use too, so leave it ``None`` outside tests.
         enabled: the run's ``wandb`` option.
@@ -72,9 +76,10 @@ def start_training(config: dict, run_id: int, wandb_id: str | None, folder: Path
         The wandb run (call ``.log`` per epoch and ``.finish()`` at the end), or ``None`` when
         tracking is off for this run or ``WANDB_MODE=disabled``.
     """
-    if not _tracked(enabled, wandb_id, run_id):
+    tracked_id = _tracked_id(enabled, wandb_id, run_id)
+    if tracked_id is None:
         return None
-    return _init(wandb_id, run_id, folder, config=config)
+    return _init(tracked_id, run_id, folder, config=config)
 
 
 def log_evaluation(run_id: int, url: str | None = None, *, folder: Path | None = None) -> bool:
@@ -91,7 +96,8 @@ def log_evaluation(run_id: int, url: str | None = None, *, folder: Path | None =
     """
     with db.connect(url) as conn:
         run = _tracked_run(conn, run_id)
-        if not _tracked(run["config"].get("wandb", True), run["wandb_id"], run_id):
+        wandb_id = _tracked_id(run["config"].get("wandb", True), run["wandb_id"], run_id)
+        if wandb_id is None:
             return False
         metrics = db.fetch_dicts(conn, db.sql("tracking", "tracked_class_metrics"), {"id": run_id})
         confusion = db.fetch_dicts(conn, db.sql("tracking", "tracked_confusion"), {"id": run_id})
@@ -113,7 +119,7 @@ def log_evaluation(run_id: int, url: str | None = None, *, folder: Path | None =
         columns=["subset", "score", "auc", "n_pairs", "n_positive"],
         data=[[v["subset"], v["score"], v["auc"], v["n_pairs"], v["n_positive"]] for v in verification])
 
-    wandb_run = _init(run["wandb_id"], run_id, folder)
+    wandb_run = _init(wandb_id, run_id, folder)
     try:
         wandb_run.log(data)
         wandb_run.summary.update(evaluation_summary(run, verification))
@@ -122,7 +128,7 @@ def log_evaluation(run_id: int, url: str | None = None, *, folder: Path | None =
     return True
 
 
-def evaluation_summary(run: dict, verification: list[dict]) -> dict[str, float | int]:
+def evaluation_summary(run: dict[str, Any], verification: list[dict[str, Any]]) -> dict[str, float | int]:
     """The scalar evaluation figures of a ``runs`` row and its verification rows, keyed as they
     appear in the wandb summary (figures that are NULL, e.g. no unseen artists, are left out)."""
     summary = run["summary"] or {}
@@ -152,7 +158,8 @@ def log_champion(run_id: int, model_file: Path, url: str | None = None, *, folde
     model_file = Path(model_file)
     with db.connect(url) as conn:
         run = _tracked_run(conn, run_id)
-    if not _tracked(run["config"].get("wandb", True), run["wandb_id"], run_id):
+    wandb_id = _tracked_id(run["config"].get("wandb", True), run["wandb_id"], run_id)
+    if wandb_id is None:
         return False
     if not model_file.is_file():
         raise PaintingMLError(f"model file {model_file} of run {run_id} not found; fetch it from the store first")
@@ -162,7 +169,7 @@ def log_champion(run_id: int, model_file: Path, url: str | None = None, *, folde
         "run_id": run_id, "dataset_version_id": run["dataset_version_id"], "macro_f1": run["macro_f1"],
         "test_accuracy": run["test_accuracy"], "classes": run["classes"]})
     artifact.add_file(str(model_file), name=model_file.name)
-    wandb_run = _init(run["wandb_id"], run_id, folder)
+    wandb_run = _init(wandb_id, run_id, folder)
     try:
         wandb_run.log_artifact(artifact, aliases=["champion", f"run-{run_id}"])
         wandb_run.summary["champion"] = True
@@ -171,23 +178,24 @@ def log_champion(run_id: int, model_file: Path, url: str | None = None, *, folde
     return True
 
 
-def _tracked(enabled: bool, wandb_id: str | None, run_id: int) -> bool:
+def _tracked_id(enabled: bool, wandb_id: str | None, run_id: int) -> str | None:
+    """The wandb id to log run ``run_id`` into; None when tracking is off for it or it has no id."""
     if not enabled or get_settings().wandb_mode == "disabled":
-        return False
+        return None
     if not wandb_id:
-        log.info("run %s has no wandb id (made before wandb ids existed); not logged to wandb", run_id)
-        return False
-    return True
+        log.info("run %s has no wandb id; not logged to wandb", run_id)
+        return None
+    return wandb_id
 
 
-def _tracked_run(conn, run_id: int) -> dict:
+def _tracked_run(conn: db.Connection, run_id: int) -> dict[str, Any]:
     run = db.fetch_one(conn, db.sql("tracking", "tracked_run"), {"id": run_id})
     if run is None:
         raise PaintingMLError(f"run {run_id} does not exist; `painting-ml runs` lists the runs")
     return run
 
 
-def _init(wandb_id: str, run_id: int, folder: Path | None, config: dict | None = None):
+def _init(wandb_id: str, run_id: int, folder: Path | None, config: dict[str, Any] | None = None) -> Run:
     """Create or resume the wandb run ``wandb_id``."""
     root = Path(folder) if folder is not None else get_settings().home
     root.mkdir(parents=True, exist_ok=True)
@@ -199,7 +207,7 @@ def _init(wandb_id: str, run_id: int, folder: Path | None, config: dict | None =
                       mode=get_settings().wandb_mode, config=config, reinit="create_new")
 
 
-def _wandb():
+def _wandb() -> types.ModuleType:
     """wandb, imported on first use, quiet unless the user set ``WANDB_SILENT`` themselves."""
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
@@ -207,7 +215,7 @@ def _wandb():
     return wandb
 
 
-def _confusion_chart(wandb, names: list[str], cells: list[dict], title: str):
+def _confusion_chart(wandb: types.ModuleType, names: list[str], cells: list[dict[str, Any]], title: str) -> Any:
     """The chart ``wandb.plot.confusion_matrix`` draws, built from stored counts (every cell,
     zeros included) instead of re-expanding them into one prediction per painting."""
     counts = {(c["true_label"], c["predicted_label"]): c["count"] for c in cells}

@@ -4,37 +4,48 @@ A run is keyed by ``run_key`` (stable across Airflow retries), so a retried trai
 row and its run folder again. Each training phase has its own ``BackupAndRestore`` folder, so a
 retry resumes from the last finished epoch of the phase it was in (a finished phase is never
 run again) and epoch rows are upserted, never duplicated.
+
+Whatever stops a training, its row tells: one live attempt per run key (a second one is refused),
+a stop signal ends it ``interrupted`` (checkpoints kept; signals are held while Keras writes
+them), an error ``failed``, a vanished process is swept ``lost`` (see ``run_status``). Each
+epoch's row is written beside its checkpoint first, so a database outage loses none.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
+import psycopg
+from numpy.typing import ArrayLike, NDArray
 from psycopg.types.json import Jsonb
 
-from painting_ml.core import db
-from painting_ml.learn.accelerator import apply as apply_accelerator
-from painting_ml.learn.accelerator import plan as plan_accelerator
+from painting_ml.core import db, interrupts
+from painting_ml.core.artifacts import run_folder
+from painting_ml.core.config import RunConfig
+from painting_ml.core.errors import DatabaseError
+from painting_ml.core.files import atomic_path
+from painting_ml.core.store import get_store
 from painting_ml.data.augment import augmented_train_items
 from painting_ml.data.derived import cached_paths, long_side_for
-from painting_ml.core.config import RunConfig
 from painting_ml.data.inputs import make_dataset
 from painting_ml.data.versions import DatasetItem, load_items, target_classes, target_labels
-from painting_ml.core.files import atomic_path
-from painting_ml.learn.run_status import mark_run_failed
+from painting_ml.learn import epoch_history
+from painting_ml.learn.accelerator import apply as apply_accelerator
+from painting_ml.learn.accelerator import plan as plan_accelerator
 from painting_ml.learn.models import compile_model, create_model, pretrained, set_trainable
-from painting_ml.core.artifacts import run_folder
-from painting_ml.core.store import get_store
+from painting_ml.learn.run_status import RunLease, hold_run_key, mark_run_stopped, sweep_lost_runs
 
 log = logging.getLogger(__name__)
 
@@ -78,70 +89,114 @@ def start_run(cfg: RunConfig, version_id: int, run_key: str, url: str | None = N
     with db.connect(url) as conn:
         row = db.fetch_one(conn, db.sql("runs", "insert_run"), {
             "key": run_key, "version": version_id, "config": Jsonb(cfg.to_dict()),
-        })
+        }, required=True)
         run_id = int(row["id"])
         # A fresh, unique folder for a new run; a retry (same run_key) gets the stored one back, with
         # its checkpoints. Ids alone are not enough: a reset database hands out run 1 again.
         key = row["run_dir"] or f"runs/run_{run_id}_{uuid.uuid4().hex[:8]}"
-        key = db.fetch_one(conn, db.sql("runs", "set_run_dir"), {"id": run_id, "dir": key})["run_dir"]
+        key = db.fetch_one(conn, db.sql("runs", "set_run_dir"), {"id": run_id, "dir": key}, required=True)["run_dir"]
         version, commit = code_version()
         wandb_id = db.fetch_one(conn, db.sql("runs", "set_lineage"), {
             "id": run_id, "version": version, "commit": commit, "root": resolve_root(cfg.data_dir),
-            "wandb_id": row["wandb_id"] or new_wandb_id()})["wandb_id"]
-    return RunStart(run_id, key, run_folder(key), wandb_id, row["model_path"])
+            "wandb_id": row["wandb_id"] or new_wandb_id()}, required=True)["wandb_id"]
+    return RunStart(run_id, key, run_folder(key), wandb_id, row["model_path"], int(row["dataset_version_id"]))
 
 
 @dataclass(frozen=True)
 class RunStart:
-    """A run's row id, its folder (store key and this host's path), wandb id and, when its training
-    already finished, its model's key."""
+    """A run's row id, its folder (store key and this host's path), wandb id, when its training
+    already finished its model's key, and the dataset version it trains on."""
 
     run_id: int
     key: str
     folder: Path
     wandb_id: str
     model_key: str | None
+    version_id: int
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Upserts each epoch's losses, accuracies, learning rate and all Keras logs into ``epochs``
-    (and logs them to wandb)."""
+    """Records each epoch's losses, accuracies, learning rate and all Keras logs: first in the run's
+    history file (this callback goes before the checkpoint callbacks, so the row is on disk before
+    its checkpoint), then, through :attr:`commit` (a callback that goes after them), in ``epochs``
+    and to wandb."""
 
-    def __init__(self, cfg: RunConfig, run_id: int, phase: int, url: str | None, wandb_run=None):
+    def __init__(self, cfg: RunConfig, run_id: int, phase: int, url: str | None, wandb_run: Any = None,
+                 run_dir: Path | None = None) -> None:
         super().__init__()
         self.cfg, self.run_id, self.phase, self.url, self.wandb_run = cfg, run_id, phase, url, wandb_run
+        self.run_dir = run_dir
+        self._t0 = time.perf_counter()
+        self._row: dict[str, Any] | None = None
+        self.commit = _CommitEpoch(self)
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._t0 = time.perf_counter()
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        figures = {k: float(v) for k, v in (logs or {}).items()}
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row = {
-            "run": self.run_id, "epoch": epoch + 1, "phase": self.phase, "loss": logs.get("loss"),
-            "accuracy": logs.get(log_key(self.cfg, "accuracy")), "val_loss": logs.get("val_loss"),
-            "val_accuracy": logs.get(log_key(self.cfg, "accuracy", val=True)), "lr": lr,
-            "seconds": time.perf_counter() - self._t0, "metrics": Jsonb(logs),
+        self._row = {
+            "run": self.run_id, "epoch": epoch + 1, "phase": self.phase, "loss": figures.get("loss"),
+            "accuracy": figures.get(log_key(self.cfg, "accuracy")), "val_loss": figures.get("val_loss"),
+            "val_accuracy": figures.get(log_key(self.cfg, "accuracy", val=True)), "lr": lr,
+            "seconds": time.perf_counter() - self._t0, "metrics": figures,
         }
+        if self.run_dir is not None:
+            epoch_history.append(self.run_dir, self._row)
+
+    def write(self) -> None:
+        """Upsert the last epoch's row into ``epochs`` (and log it to wandb)."""
+        row, self._row = self._row, None
+        if row is None:
+            return
         with db.connect(self.url) as conn:
-            conn.execute(db.sql("runs", "upsert_epoch"), row)
+            epoch_history.upsert(conn, row)
         if self.wandb_run is not None:
-            self.wandb_run.log({**logs, "learning_rate": lr, "phase": self.phase, "seconds": row["seconds"]},
-                               step=epoch + 1)
-        log.info("run %s epoch %d (phase %d): %s", self.run_id, epoch + 1, self.phase, logs)
+            self.wandb_run.log({**row["metrics"], "learning_rate": row["lr"], "phase": self.phase,
+                                "seconds": row["seconds"]}, step=row["epoch"])
+        log.info("run %s epoch %d (phase %d): %s", self.run_id, row["epoch"], self.phase, row["metrics"])
 
 
-def class_sample_weights(labels: Sequence[int], n_classes: int) -> np.ndarray | None:
+class _CommitEpoch(keras.callbacks.Callback):
+    def __init__(self, recorder: EpochRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.recorder.write()
+
+
+class StopGuard(keras.callbacks.Callback):
+    """Raises a stop signal held during ``fit`` between batches (never while a checkpoint is
+    being written), and stops when another attempt took the run key meanwhile."""
+
+    def __init__(self, lease: RunLease | None) -> None:
+        super().__init__()
+        self.lease = lease
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        interrupts.check()
+
+    def on_test_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        interrupts.check()
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        interrupts.check()
+        if self.lease is not None:
+            self.lease.verify()
+
+
+def class_sample_weights(labels: ArrayLike, n_classes: int) -> NDArray[np.float32] | None:
     """Per-image weights inversely proportional to the artist's train count (None when balanced).
 
     Keras refuses ``class_weight`` on multi-output models; per-sample weights work for both."""
-    labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=n_classes)
+    ids = np.asarray(labels)
+    counts = np.bincount(ids, minlength=n_classes)
     if counts.min() == counts.max():
         return None
-    per_class = len(labels) / (n_classes * np.maximum(counts, 1))
-    return per_class[labels].astype("float32")
+    per_class = len(ids) / (n_classes * np.maximum(counts, 1))
+    return per_class[ids].astype(np.float32)
 
 
 def _train_set(version_id: int, items: list[DatasetItem], long_side: int,
@@ -150,7 +205,7 @@ def _train_set(version_id: int, items: list[DatasetItem], long_side: int,
     train_items = [i for i in items if i.split == "train"]
     by_file = {i.filename: i for i in train_items}
     aug = [(p, by_file[src]) for p, src in augmented_train_items(version_id, url) if src in by_file]
-    return list(zip(cached_paths(train_items, long_side, url), train_items)) + aug
+    return list(zip(cached_paths(train_items, long_side, url), train_items, strict=True)) + aug
 
 
 BEST_TMP = ".best.tmp.keras"
@@ -160,11 +215,11 @@ class AtomicBest(keras.callbacks.Callback):
     """Moves the checkpoint ModelCheckpoint just wrote into ``best.keras`` with one rename, so a
     process killed while saving never leaves a half-written ``best.keras``."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = run_dir
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         tmp = self.run_dir / BEST_TMP
         if tmp.is_file():
             os.replace(tmp, self.run_dir / "best.keras")
@@ -177,29 +232,52 @@ def train(cfg: RunConfig, version_id: int, run_key: str, url: str | None = None,
     The best model (by artist validation accuracy) is kept as ``<run folder>/model.keras`` (no
     optimizer state) with the class names of every target in ``classes.json`` and ``runs.classes``,
     both in the artifact store; checkpoints are deleted once the run is recorded as trained.
-    ``callbacks`` are added to every phase (tests use them to inject faults). When training raises
-    (or its task times out), the run is marked ``failed`` with the error before the exception
-    propagates; a retry with the same ``run_key`` sets it back to ``running`` and resumes.
+    ``callbacks`` are added to every phase (tests use them to inject faults).
+
+    The run key is held for the whole training (:func:`~painting_ml.learn.run_status.hold_run_key`),
+    so a second live attempt is refused with :class:`~painting_ml.learn.run_status.RunKeyBusy`
+    before it touches the row. When training raises, the run is marked ``failed`` with the error
+    (``interrupted`` for a stop signal, which raises :class:`~painting_ml.core.interrupts.Interrupted`)
+    before the exception propagates; a retry with the same ``run_key`` sets it back to ``running``
+    and resumes from its checkpoint.
+
+    Raises:
+        RunKeyBusy: another live process trains ``run_key``.
+        DatabaseError: the database went away mid-training (one line: its redacted URL, the run key).
+        Interrupted: SIGTERM, SIGINT or SIGHUP arrived.
     """
-    start = start_run(cfg, version_id, run_key, url)
-    if start.model_key and get_store().exists(start.model_key):
-        log.info("run %d (%s) finished training already; its model is %s", start.run_id, run_key, start.model_key)
-        return start.run_id
-    try:
-        return _train(cfg, version_id, start, url, callbacks)
-    except BaseException as exc:  # also a task timeout or SIGTERM: the row must not stay 'running'
+    with hold_run_key(run_key, url) as lease, interrupts.interruptible():
+        sweep_lost_runs(url)
+        start = start_run(cfg, version_id, run_key, url)
+        lease.attach(start.run_id)
+        if start.version_id != version_id:  # the catalog changed since the run began: its checkpoints are of that one
+            log.warning("run %d (%s) began on dataset version %d and resumes on it (not on %d)", start.run_id,
+                        run_key, start.version_id, version_id)
+            version_id = start.version_id
+        if start.model_key and get_store().exists(start.model_key):
+            log.info("run %d (%s) finished training already; its model is %s", start.run_id, run_key, start.model_key)
+            return start.run_id
         try:
-            mark_run_failed(run_key, exc, url)
-        except Exception:  # the database is the problem too: keep the original error
-            log.exception("could not mark run %s failed", run_key)
-        raise
+            return _train(cfg, version_id, start, url, callbacks, lease)
+        except BaseException as exc:  # a signal or task timeout too: the row must not stay 'running'
+            lease.release()  # first: the row is only marked while no live attempt holds the key
+            mark_run_stopped(run_key, exc, url)
+            if isinstance(exc, DatabaseError | psycopg.OperationalError):  # an outage: say what resumes
+                what = str(exc) if isinstance(exc, DatabaseError) else (
+                    f"lost the painting database {db.redact_url(lease.url)}: {db.redact_url(str(exc), lease.url)}")
+                raise DatabaseError(f"run {start.run_id} stopped: {' '.join(what.split())[:500]} — its checkpoints "
+                                    f"and epoch rows are kept for a rerun with the run key {run_key!r} once the "
+                                    "database is back") from None
+            raise
 
 
 def _train(cfg: RunConfig, version_id: int, start: RunStart, url: str | None,
-           callbacks: Sequence[keras.callbacks.Callback]) -> int:
+           callbacks: Sequence[keras.callbacks.Callback], lease: RunLease | None = None) -> int:
     from painting_ml.learn.tracking import start_training
 
     run_id, run_dir = start.run_id, start.folder
+    epoch_history.reconcile(run_id, run_dir, url)  # rows a database outage kept out of the table
+    callbacks = [StopGuard(lease), *callbacks]
     artists, items = load_items(version_id, url)
     classes = target_classes(items, artists, cfg.targets)
     empty = [t for t, names in classes.items() if len(names) < 2]
@@ -219,18 +297,21 @@ def _train(cfg: RunConfig, version_id: int, start: RunStart, url: str | None,
     train_labels = target_labels(train_items, classes)
     val_labels = target_labels(val_items, classes)
     weights = class_sample_weights(train_labels["artist"], len(artists)) if cfg.class_weights else None
+    train_y: list[int] | dict[str, list[int]] = train_labels
+    val_y: list[int] | dict[str, list[int]] = val_labels
     if len(cfg.targets) == 1:  # a single output takes plain labels
-        train_labels, val_labels = train_labels["artist"], val_labels["artist"]
+        train_y, val_y = train_labels["artist"], val_labels["artist"]
 
-    keras.utils.set_random_seed(cfg.seed)
-    common = dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed, cache=cfg.cache,
-                  resize_mode=cfg.resize_mode)
-    train_ds = make_dataset([p for p, _ in train_set], train_labels, shuffle=True, sample_weights=weights,
-                            cache_dir=run_dir / "cache" / "train", **common)
-    val_ds = make_dataset(cached_paths(val_items, long_side, url), val_labels, shuffle=False,
-                          cache_dir=run_dir / "cache" / "val", **common)
-
+    # Before any dataset: the plan may split the CPU into devices, which the backend allows only before it starts.
     accel = plan_accelerator()
+    keras.utils.set_random_seed(cfg.seed)
+    dataset = functools.partial(make_dataset, image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed,
+                                cache=cfg.cache, resize_mode=cfg.resize_mode)
+    train_ds = dataset([p for p, _ in train_set], train_y, shuffle=True, sample_weights=weights,
+                       cache_dir=run_dir / "cache" / "train")
+    val_ds = dataset(cached_paths(val_items, long_side, url), val_y, shuffle=False,
+                     cache_dir=run_dir / "cache" / "val")
+
     log.info("run %d accelerator plan: %s", run_id, accel.to_dict())
     log.info("run %d: %d train (%d augmented), %d val images, %d artists, targets %s", run_id,
              len(train_set), len(train_set) - sum(i.split == "train" for i in items), len(val_items),
@@ -289,8 +370,9 @@ def drop_scratch(run_dir: Path) -> None:
             target.unlink(missing_ok=True)
 
 
-def _fit_phase(model, cfg: RunConfig, phase: Phase, run_id: int, run_dir: Path, train_ds, val_ds,
-               url, wandb_run, jit_compile, extra_callbacks) -> None:
+def _fit_phase(model: keras.Model, cfg: RunConfig, phase: Phase, run_id: int, run_dir: Path,
+               train_ds: Any, val_ds: Any, url: str | None, wandb_run: Any, jit_compile: bool | str,
+               extra_callbacks: Sequence[keras.callbacks.Callback]) -> None:
     """Run one phase, or skip it when a previous attempt finished it (its end weights exist)."""
     done = run_dir / f"phase{phase.index}_end.weights.h5"
     set_trainable(model, phase.mode, phase.stages, freeze_bn=pretrained(cfg))
@@ -302,16 +384,22 @@ def _fit_phase(model, cfg: RunConfig, phase: Phase, run_id: int, run_dir: Path, 
         log.info("run %d phase %d already finished; loaded its weights", run_id, phase.index)
         return
     with db.connect(url) as conn:
-        best_so_far = db.fetch_one(conn, db.sql("runs", "best_val_accuracy"), {"id": run_id})["best"]
+        best_so_far = db.fetch_one(conn, db.sql("runs", "best_val_accuracy"), {"id": run_id}, required=True)["best"]
     monitor = log_key(cfg, "accuracy", val=True)
+    # The epoch's row goes to the history file before its checkpoint and to the table after it
+    # (see epoch_history); the learning rate it records is the one the epoch ran with.
+    recorder = EpochRecorder(cfg, run_id, phase.index, url, wandb_run, run_dir=run_dir)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / f"phase{phase.index}"), delete_checkpoint=False),
+        recorder,
+        # double_checkpoint: a process killed while writing the checkpoint resumes from the one before.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / f"phase{phase.index}"), delete_checkpoint=False,
+                                         double_checkpoint=True),
         # A later phase (or a resumed attempt) only replaces best.keras when it beats every epoch so far.
         keras.callbacks.ModelCheckpoint(str(run_dir / BEST_TMP), monitor=monitor, mode="max",
                                         save_best_only=True, initial_value_threshold=best_so_far),
         AtomicBest(run_dir),
+        recorder.commit,
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=cfg.lr_patience, min_lr=1e-6),
-        EpochRecorder(cfg, run_id, phase.index, url, wandb_run),
         *extra_callbacks,
     ]
     if cfg.early_stopping_patience:
@@ -323,8 +411,9 @@ def _fit_phase(model, cfg: RunConfig, phase: Phase, run_id: int, run_dir: Path, 
     model._initial_epoch = None
     from painting_ml.core.progress import enabled as progress_enabled
 
-    model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=phase.start,
-              callbacks=callbacks, verbose=1 if progress_enabled() else 2,
-              shuffle=False)  # the tf.data pipeline shuffles; Keras would only warn
+    with interrupts.deferred():  # a stop signal is raised between batches (StopGuard), not mid-checkpoint
+        model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=phase.start,
+                  callbacks=callbacks, verbose=1 if progress_enabled() else 2,
+                  shuffle=False)  # the tf.data pipeline shuffles; Keras would only warn
     with atomic_path(done, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)

@@ -28,7 +28,8 @@ def error_line(exception: BaseException | str | None) -> str:
     """The exception as one line: its type and the first line of its message."""
     if exception is None:
         return "no exception recorded (killed, timed out or marked failed by hand; see the log)"
-    if type(exception).__name__ == "AirflowFailException" and exception.__cause__ is not None:
+    if isinstance(exception, BaseException) and exception.__cause__ is not None \
+            and type(exception).__name__ in ("AirflowFailException", "TaskFailed"):
         exception = exception.__cause__  # painting_ml's own error, re-raised only to skip the retries
     if isinstance(exception, str):
         text, name = exception, ""
@@ -92,8 +93,8 @@ def compose_promotion_summary(decision: dict[str, Any], dag_id: str, run_id: str
         return "–" if v is None else f"{v:.4f}"
 
     verdict = "promoted to champion" if decision.get("promoted") else "not promoted"
-    subject = (f"{PREFIX} run {decision.get('run_id', '?')} {verdict}: test accuracy {num(decision.get('test_accuracy'))}, "
-               f"macro-F1 {num(decision.get('macro_f1'))}")
+    subject = (f"{PREFIX} run {decision.get('run_id', '?')} {verdict}: "
+               f"test accuracy {num(decision.get('test_accuracy'))}, macro-F1 {num(decision.get('macro_f1'))}")
     rows = [("DAG", dag_id), ("Airflow run", run_id), ("Training run", decision.get("run_id", "?")),
             ("Decision", verdict), ("Test accuracy", num(decision.get("test_accuracy"))),
             ("Macro-F1", num(decision.get("macro_f1"))), ("Champion's macro-F1", num(decision.get("champion_f1"))),

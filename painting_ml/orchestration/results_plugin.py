@@ -6,10 +6,15 @@ A FastAPI app mounted by the api-server under ``/painting`` serves each training
 * a **Results** tab on every DAG run (an ``external_views`` entry with ``destination="dag_run"``):
   the runs that DAG run trained — optimizer, test accuracy, macro-F1, promoted or not — each
   linked to its report;
-* a **Painting results** entry in the navigation bar: the latest runs of any DAG run.
+* a **Painting results** entry in the navigation bar: the latest runs of any DAG run;
+* a **Label review** entry in the navigation bar: the label audit's review queue, where curators
+  keep, relabel or leave unsure the flagged paintings (:mod:`painting_ml.orchestration.review_page`,
+  with its own permissions: reading ``painting_audit``'s runs to look, editing it to act).
 
 Every route needs a logged-in Airflow user allowed to read that DAG's runs (the UI's ``_token``
-cookie or a bearer token), and files are served only from inside the run's own folder.
+cookie or a bearer token), and files are served only from inside the run's own folder. A browser
+without a session (a report link opened in a new window, an expired login) is sent to the login
+page and, once logged in, back to the page it asked for; API clients get the 401.
 ``plugins/painting_results.py`` registers :class:`PaintingResultsPlugin` with Airflow.
 """
 
@@ -23,8 +28,10 @@ from urllib.parse import quote
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import requires_access_dag
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from painting_ml.core import db
 
@@ -129,9 +136,29 @@ def fetch_run_file(run_dir_key: str, path: str) -> Path | None:
 read_dag_runs = requires_access_dag("GET", DagAccessEntity.RUN)
 
 
+def login_redirect(request: Request) -> str | None:
+    """Where to send a request refused for want of a session: the auth manager's login page with
+    this page as ``next``, for a browser navigation (it accepts HTML); None for API clients."""
+    if "text/html" not in request.headers.get("accept", ""):
+        return None
+    from airflow.api_fastapi.app import get_auth_manager
+
+    page = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return get_auth_manager().get_url_login(next_url=page)
+
+
+async def _unauthenticated_to_login(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    target = login_redirect(request) if exc.status_code == 401 else None
+    if target is not None:
+        return RedirectResponse(target, status_code=303)
+    return await http_exception_handler(request, exc)
+
+
 def create_app() -> FastAPI:
     """The FastAPI app the api-server mounts at :data:`URL_PREFIX`."""
     app = FastAPI(title="painting_ml results", description="Reports, plots and mosaics of painting_ml runs")
+    app.add_exception_handler(StarletteHTTPException, _unauthenticated_to_login)
     can_read_runs = Depends(read_dag_runs)
 
     @app.get("/", response_class=HTMLResponse, dependencies=[can_read_runs])
@@ -160,11 +187,14 @@ def create_app() -> FastAPI:
             raise HTTPException(404, f"{path} is not a file of run {model_run}")
         return FileResponse(target)
 
+    from painting_ml.orchestration.review_page import add_review_routes
+
+    add_review_routes(app, URL_PREFIX, fetch_run_file)
     return app
 
 
 class PaintingResultsPlugin(AirflowPlugin):
-    """Registers the results app and its two views with Airflow."""
+    """Registers the results app and its three views with Airflow."""
 
     name = "painting_results"
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "painting_ml results"}]
@@ -173,4 +203,6 @@ class PaintingResultsPlugin(AirflowPlugin):
          "url_route": "painting-results"},
         {"name": "Painting results", "href": f"{URL_PREFIX}/", "destination": "nav", "category": "browse",
          "url_route": "painting-runs"},
+        {"name": "Label review", "href": f"{URL_PREFIX}/review", "destination": "nav", "category": "browse",
+         "url_route": "painting-label-review"},
     ]

@@ -9,7 +9,9 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
 
-from painting_ml.core.settings import get_settings
+from painting_ml.core.config import Optimizer
+from painting_ml.core.settings import Settings, get_settings
+from painting_ml.orchestration.failures import NO_RETRY
 
 # Published by painting_ingest only when an ingest changed the catalog; painting_retrain listens.
 # A non-postgres URI scheme: the postgres provider would insist on host/db/schema/table.
@@ -23,13 +25,18 @@ GPU_POOL = "gpu"
 #: Every task but train: ingesting the full Kaggle set (~100k images probed) is the slowest.
 TASK_TIMEOUT = timedelta(hours=2)
 
+#: Tries after the first: a worker, network or database hiccup passes; a wrong config fails at once
+#: (:data:`~painting_ml.orchestration.failures.NO_RETRY`).
+RETRIES = 2
+
 DEFAULT_ARGS = {
     "owner": "painting_ml",
     "execution_timeout": TASK_TIMEOUT,
-    "retries": 2,
+    "retries": RETRIES,
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
+    "retry_policy": NO_RETRY,
 }
 
 
@@ -39,13 +46,14 @@ def retrain_schedule() -> AssetOrTimeSchedule:
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[PAINTING_CATALOG])
 
 
+def train_timeout(settings: Settings | None = None) -> timedelta:
+    """``execution_timeout`` of one train try (``PAINTING_TRAIN_TIMEOUT_MINUTES``)."""
+    return timedelta(minutes=(settings or get_settings()).train_timeout_minutes)
 
-def train_timeout(minutes: int) -> timedelta:
-    """``execution_timeout`` of one train try (``RunConfig.train_timeout_minutes``)."""
-    return timedelta(minutes=minutes)
 
-
-def dagrun_timeout(train_minutes: int, optimizers: int, retries: int = DEFAULT_ARGS["retries"]) -> timedelta:
-    """A DAG run may take every try of every sweep member back to back on one GPU, plus the
-    other tasks: past that, something hangs and the run is failed (and alerts fire)."""
-    return train_timeout(train_minutes) * optimizers * (retries + 1) + 3 * TASK_TIMEOUT
+def retrain_timeout(settings: Settings | None = None, retries: int = RETRIES) -> timedelta:
+    """``dagrun_timeout`` of painting_retrain: every try of the largest sweep a run may ask for (each
+    optimizer once) back to back on one GPU, plus the other tasks. Past that, something hangs and
+    the run is failed (and alerts fire). The bound holds whatever the trigger form says, as Airflow
+    fixes it when it parses the DAG file."""
+    return train_timeout(settings) * len(Optimizer) * (retries + 1) + 3 * TASK_TIMEOUT

@@ -16,11 +16,15 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from painting_ml.core import db
 from painting_ml.core.errors import PaintingMLError
+
+if TYPE_CHECKING:
+    from painting_ml.learn.metrics import FloatArray
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +51,26 @@ def require_champion(url: str | None = None) -> int:
 def pending_count(run_id: int, url: str | None = None) -> int:
     """Usable paintings run ``run_id`` has not scored (or scored before their row changed)."""
     with db.connect(url) as conn:
-        return int(db.fetch_one(conn, db.sql("attribution", "count_pending"), {"run": run_id})["pending"])
+        row = db.fetch_one(conn, db.sql("attribution", "count_pending"), {"run": run_id}, required=True)
+    return int(row["pending"])
 
 
 def plan_attribution(run_id: int, shard_size: int = SHARD_SIZE, max_shards: int = 64,
-                     url: str | None = None) -> dict:
+                     url: str | None = None) -> dict[str, int]:
     """How many shards the pending paintings of ``run_id`` split into (none when nothing is pending)."""
     pending = pending_count(run_id, url)
     shards = min(max_shards, math.ceil(pending / shard_size)) if pending else 0
     return {"run_id": run_id, "pending": pending, "shards": shards}
 
 
-def unit_rows(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: FloatArray) -> FloatArray:
     """Rows scaled to unit L2 length (a zero row stays zero)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms > 0, norms, 1.0)
 
 
-def score_rows(probs: np.ndarray, embeddings: np.ndarray, names: Sequence[str], labels: Sequence[str],
-               k: int) -> list[dict]:
+def score_rows(probs: FloatArray, embeddings: FloatArray, names: Sequence[str], labels: Sequence[str],
+               k: int) -> list[dict[str, Any]]:
     """One ``attribution_scores`` row per painting: top-k artists with probabilities, the
     probability of its catalog label (None when the label is not one of ``names``) and its
     unit-length embedding. Pure: no database, no model."""
@@ -73,7 +78,7 @@ def score_rows(probs: np.ndarray, embeddings: np.ndarray, names: Sequence[str], 
     k = min(k, len(names))
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     emb = unit_rows(np.asarray(embeddings, dtype=np.float64))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n, label in enumerate(labels):
         top = order[n]
         rows.append({"artists": [names[i] for i in top], "probabilities": [float(probs[n, i]) for i in top],
@@ -83,7 +88,7 @@ def score_rows(probs: np.ndarray, embeddings: np.ndarray, names: Sequence[str], 
 
 
 def score_shard(run_id: int, shard: int = 0, shards: int = 1, k: int = 5, batch: int = BATCH,
-                url: str | None = None) -> dict:
+                url: str | None = None) -> dict[str, int]:
     """Score the pending paintings of one shard with run ``run_id``'s model, committing every
     ``batch`` paintings. Loads the model only when something is pending."""
     if not 0 <= shard < shards:
@@ -93,31 +98,50 @@ def score_shard(run_id: int, shard: int = 0, shards: int = 1, k: int = 5, batch:
                               {"run": run_id, "shard": shard, "shards": shards})
     if not todo:
         return {"run_id": run_id, "shard": shard, "scored": 0}
-    from painting_ml.learn.inference import infer, load_run_model
+    from painting_ml.learn.inference import infer_chunks, load_run_model
 
     rm = load_run_model(run_id, url)
     names = rm.classes["artist"]
-    for start in range(0, len(todo), batch):
-        part = todo[start:start + batch]
-        out = infer(rm, [p["path"] for p in part])  # before the transaction: slow work holds no lock
+    parts = (todo[start:start + batch] for start in range(0, len(todo), batch))
+    done = 0
+    # Each chunk is inferred before its transaction opens: slow work holds no lock.
+    for part, out in zip(parts, infer_chunks(rm, [p["path"] for p in todo], batch), strict=True):
         rows = score_rows(out["artist"], out["embedding"], names, [p["artist"] for p in part], k)
-        with db.connect(url) as conn, conn.cursor() as cur:
-            cur.executemany(db.sql("attribution", "upsert_score"), [
-                {"run": run_id, "root": p["data_root"], "filename": p["filename"], **row}
-                for p, row in zip(part, rows)])
-        log.info("run %d shard %d/%d: scored %d of %d", run_id, shard, shards, start + len(part), len(todo))
+        with db.connect(url) as conn:
+            write_scores(conn, run_id, part, rows)
+        done += len(part)
+        log.info("run %d shard %d/%d: scored %d of %d", run_id, shard, shards, done, len(todo))
     return {"run_id": run_id, "shard": shard, "scored": len(todo)}
 
 
-def finish_attribution(run_id: int, url: str | None = None) -> dict:
+#: Binary COPY types of ``copy_staging``'s columns, in its order.
+_SCORE_TYPES = ("int4", "text", "text", "text[]", "float8[]", "float8", "float8[]")
+
+
+def write_scores(conn: db.Connection, run_id: int, paintings: Sequence[dict[str, Any]],
+                 rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert the :func:`score_rows` of ``paintings`` (rows with ``data_root`` and ``filename``)
+    on ``conn``'s transaction: binary COPY into a temporary staging table, then one set-based
+    upsert."""
+    with conn.cursor() as cur:
+        cur.execute(db.sql("attribution", "create_staging"))
+        with cur.copy(db.sql("attribution", "copy_staging")) as copy:
+            copy.set_types(_SCORE_TYPES)
+            for p, row in zip(paintings, rows, strict=True):
+                copy.write_row((run_id, p["data_root"], p["filename"], row["artists"], row["probabilities"],
+                                row["label_probability"], row["embedding"]))
+        cur.execute(db.sql("attribution", "upsert_staged"))
+
+
+def finish_attribution(run_id: int, url: str | None = None) -> dict[str, Any]:
     """After scoring: make sure the run's nearest-neighbour index exists (pgvector) and
     recompute the artist centroids."""
     with db.connect(url) as conn:
-        counts = db.fetch_one(conn, db.sql("attribution", "scored_count"), {"run": run_id})
+        counts = db.fetch_one(conn, db.sql("attribution", "scored_count"), {"run": run_id}, required=True)
         indexed = False
         if counts["scored"]:
             indexed = bool(db.fetch_one(conn, db.sql("attribution", "vector_index"),
-                                        {"run": run_id, "dims": int(counts["dims"])})["indexed"])
+                                        {"run": run_id, "dims": int(counts["dims"])}, required=True)["indexed"])
         conn.execute(db.sql("attribution", "delete_centroids"), {"run": run_id})
         artists = conn.execute(db.sql("attribution", "insert_centroids"), {"run": run_id}).rowcount
     mosaics = render_second_look_mosaics(run_id, url=url) if counts["scored"] else []
@@ -146,19 +170,19 @@ def render_second_look_mosaics(run_id: int, p: float = 0.2, q: float = 0.6, limi
     from painting_ml.results.mosaics import render_mosaic, slugify
 
     with db.connect(url) as conn:
-        run = db.fetch_one(conn, db.sql("runs", "get_run"), {"id": run_id})
+        run = db.fetch_one(conn, db.sql("runs", "get_run"), {"id": run_id}, required=True)
         flagged = db.fetch_dicts(conn, db.sql("attribution", "flagged"),
                                  {"run": run_id, "p": p, "q": q, "limit": limit})
-        examples = {}
+        examples: dict[str, list[dict[str, Any]]] = {}
         for artist in {a for f in flagged for a in (f["catalog_artist"], f["rival_artist"])}:
             examples[artist] = db.fetch_dicts(conn, db.sql("attribution", "typical"),
                                               {"run": run_id, "artist": artist, "n": typical + 1})
     out = run_folder(run["run_dir"]) / SECOND_LOOK_DIR
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[Path] = []
     for n, f in enumerate(flagged, start=1):
-        tiles = [{"path": f["path"], "correct": False, "caption": f"{f['filename']}"}]
+        tiles: list[dict[str, Any]] = [{"path": f["path"], "correct": False, "caption": f"{f['filename']}"}]
         for artist, correct in ((f["catalog_artist"], True), (f["rival_artist"], False)):
             same = [e for e in examples[artist] if e["filename"] != f["filename"]][:typical]
             tiles += [{"path": e["path"], "correct": correct, "caption": f"{artist} {e['probability']:.0%}"}
@@ -176,7 +200,7 @@ def render_second_look_mosaics(run_id: int, p: float = 0.2, q: float = 0.6, limi
     return written
 
 
-def attribute_catalog(run_id: int | None = None, k: int = 5, url: str | None = None) -> dict:
+def attribute_catalog(run_id: int | None = None, k: int = 5, url: str | None = None) -> dict[str, Any]:
     """Score every pending painting with the champion (or ``run_id``) in this process, then finish."""
     run_id = require_champion(url) if run_id is None else run_id
     scored = score_shard(run_id, 0, 1, k=k, url=url)["scored"]
@@ -186,25 +210,27 @@ def attribute_catalog(run_id: int | None = None, k: int = 5, url: str | None = N
 def vector_search_enabled(url: str | None = None) -> bool:
     """Whether nearest-neighbour search uses pgvector on this database (else plain arrays)."""
     with db.connect(url) as conn:
-        return bool(db.fetch_one(conn, db.sql("attribution", "vector_search"))["enabled"])
+        return bool(db.fetch_one(conn, db.sql("attribution", "vector_search"), required=True)["enabled"])
 
 
-def nearest(run_id: int, embedding: Sequence[float], k: int = 10, url: str | None = None) -> list[dict]:
+def nearest(run_id: int, embedding: Sequence[float] | FloatArray, k: int = 10,
+            url: str | None = None) -> list[dict[str, Any]]:
     """The ``k`` paintings run ``run_id`` scored whose embeddings are closest (cosine) to ``embedding``."""
     query = unit_rows(np.asarray([embedding], dtype=np.float64))[0].tolist()
     with db.connect(url) as conn:
         return db.fetch_dicts(conn, db.sql("attribution", "nearest"), {"run": run_id, "query": query, "k": k})
 
 
-def similar_to_image(image: str, k: int = 10, url: str | None = None) -> dict:
-    """Embed an image file with the champion and list the ``k`` closest catalog paintings
-    (artist and cosine distance)."""
+def similar_to_image(image: str, k: int = 10, url: str | None = None, run_id: int | None = None) -> dict[str, Any]:
+    """Embed an image file with the champion (or run ``run_id``) and list the ``k`` closest catalog
+    paintings (artist and cosine distance)."""
     from painting_ml.learn.inference import checked_image_paths, infer, load_run_model
 
-    run_id = require_champion(url)
+    run_id = require_champion(url) if run_id is None else run_id
     if pending_count(run_id, url) and not _scored_any(run_id, url):
-        raise PaintingMLError(f"champion run {run_id} has not scored the catalog yet; run `painting-ml attribute` "
-                              "(the painting_attribute DAG does it after each promotion)")
+        raise PaintingMLError(f"run {run_id} has not scored the catalog yet; run `painting-ml attribute` (with "
+                              "--run-id for a run that is not the champion; the painting_attribute DAG does it "
+                              "for each new champion)")
     paths = checked_image_paths([image])
     rm = load_run_model(run_id, url)
     out = infer(rm, paths)
@@ -213,4 +239,4 @@ def similar_to_image(image: str, k: int = 10, url: str | None = None) -> dict:
 
 def _scored_any(run_id: int, url: str | None) -> bool:
     with db.connect(url) as conn:
-        return bool(db.fetch_one(conn, db.sql("attribution", "scored_count"), {"run": run_id})["scored"])
+        return bool(db.fetch_one(conn, db.sql("attribution", "scored_count"), {"run": run_id}, required=True)["scored"])

@@ -4,18 +4,19 @@ curves, and the best run by validation accuracy (ties: lower validation loss, th
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 from painting_ml.core import db
 
 
-def pick_best(runs: list[dict]) -> dict:
+def pick_best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """``runs``: dicts with ``run_id``, ``best_val_accuracy``, ``best_val_loss``."""
     if not runs:
         raise ValueError("no runs to compare")
     return min(runs, key=lambda r: (-(r["best_val_accuracy"] or 0.0), r["best_val_loss"] or float("inf"), r["run_id"]))
 
 
-def compare_runs(run_ids: list[int], url: str | None = None) -> dict:
+def compare_runs(run_ids: list[int], url: str | None = None) -> dict[str, Any]:
     """Plot all runs' curves together into the best run's folder (recorded as an artifact);
     return the best run id, the plot path and each run's figures."""
     from painting_ml.core.artifacts import record_artifact, run_folder
@@ -24,7 +25,7 @@ def compare_runs(run_ids: list[int], url: str | None = None) -> dict:
     run_ids = sorted({int(r) for r in run_ids})
     with db.connect(url) as conn:
         runs = db.fetch_dicts(conn, db.sql("comparison", "runs"), {"ids": run_ids})
-        series = {}
+        series: dict[str, list[dict[str, Any]]] = {}
         for r in runs:
             rows = db.fetch_dicts(conn, db.sql("runs", "epochs_of_run"), {"id": r["run_id"]})
             series[f"run {r['run_id']} {r['optimizer']}"] = rows

@@ -2,8 +2,9 @@
 
 For each artist two PNGs: the test paintings the model attributed to that artist, and that
 artist's real test paintings. Each thumbnail keeps its aspect ratio and gets a green (correct) or
-red (wrong) border; wrong ones name the true artist (or, in the real mosaic, the predicted one). Files are written atomically and registered in ``artifacts``; re-rendering
-replaces both file and row.
+red (wrong) border; wrong ones name the true artist (or, in the real mosaic, the predicted one).
+Files are written atomically and registered in ``artifacts``; re-rendering replaces both file and
+row.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import re
 import unicodedata
 from pathlib import Path
+from typing import Any, TypeAlias
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -24,10 +26,16 @@ from painting_ml.results.fonts import displayable, font_path
 
 GREEN, RED = (46, 160, 67), (210, 40, 40)
 
+#: What :func:`ImageFont.truetype` or, without the font file, :func:`ImageFont.load_default` gives.
+Font: TypeAlias = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
 
 def slugify(text: str) -> str:
-    """ASCII file-name-safe form of an artist name (``Zoë Kovač`` -> ``zoe-kovac``)."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    """ASCII file-name-safe form of an artist name, transliterated (``Zoë Kovač`` -> ``zoe-kovac``,
+    ``Søren Weiß`` -> ``soren-weiss``, ``葛飾北斎`` -> ``geshibeizhai``)."""
+    from anyascii import anyascii
+
+    ascii_text = anyascii(unicodedata.normalize("NFC", text))
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or "artist"
 
 
@@ -48,14 +56,14 @@ def thumbnail(path: str, size: int) -> Image.Image:
 
 
 @functools.lru_cache(maxsize=4)
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> Font:
     """DejaVu Sans (shipped with matplotlib); what it lacks is transliterated by
     :func:`~painting_ml.results.fonts.displayable` before drawing."""
     path = font_path()
     return ImageFont.truetype(str(path), size) if path.is_file() else ImageFont.load_default(size=size)
 
 
-def fit_text(text: str, font: ImageFont.ImageFont, width: int) -> str:
+def fit_text(text: str, font: Font, width: int) -> str:
     """``text`` in glyphs the font has (see :func:`displayable`), shortened with an ellipsis until
     it fits in ``width`` pixels."""
     text = displayable(text)
@@ -66,7 +74,7 @@ def fit_text(text: str, font: ImageFont.ImageFont, width: int) -> str:
     return text.rstrip() + "…"
 
 
-def render_mosaic(title: str, tiles: list[dict], thumb: int = 96, columns: int = 6) -> Image.Image:
+def render_mosaic(title: str, tiles: list[dict[str, Any]], thumb: int = 96, columns: int = 6) -> Image.Image:
     """Compose ``tiles`` (``path``, ``correct``, ``caption``) into one titled grid image."""
     font, small = _font(13), _font(10)
     title = displayable(title)
@@ -94,19 +102,30 @@ def render_mosaic(title: str, tiles: list[dict], thumb: int = 96, columns: int =
 
 
 def artist_slugs(artists: list[str]) -> dict[str, str]:
-    """File-name slugs, unique within the run (two names that fold to one slug get a hash suffix)."""
+    """File-name slugs, one per artist and never shared: the first name (in ``artists``' order)
+    that transliterates to a slug keeps it; another name folding to the same slug gets a suffix
+    from the hash of its exact spelling, lengthened until it is taken by no other artist."""
     out: dict[str, str] = {}
-    taken: set[str] = set()
     for artist in artists:
-        slug = slugify(artist)
-        if slug in taken:
-            slug = f"{slug}-{hashlib.sha1(artist.encode()).hexdigest()[:6]}"
-        taken.add(slug)
-        out[artist] = slug
+        out.setdefault(artist, slugify(artist))
+    owner: dict[str, str] = {}
+    for artist, slug in out.items():
+        owner.setdefault(slug, artist)
+    taken = set(owner)
+    for artist, slug in out.items():
+        if owner[slug] == artist:
+            continue
+        digest = hashlib.sha1(artist.encode()).hexdigest()
+        size = 6
+        while f"{slug}-{digest[:size]}" in taken:
+            size += 2
+        out[artist] = f"{slug}-{digest[:size]}"
+        taken.add(out[artist])
     return out
 
 
-def mosaic_tiles(preds: list[dict], artist: str, kind: str, max_tiles: int) -> tuple[list[dict], str]:
+def mosaic_tiles(preds: list[dict[str, Any]], artist: str, kind: str,
+                 max_tiles: int) -> tuple[list[dict[str, Any]], str]:
     """The tiles and title of one mosaic.
 
     ``predicted``: the test paintings the model attributed to ``artist`` (wrong ones name the true
@@ -116,16 +135,17 @@ def mosaic_tiles(preds: list[dict], artist: str, kind: str, max_tiles: int) -> t
     if kind == "predicted":
         mine = [p for p in preds if p["predicted_artist"] == artist]
         ok = [p["true_artist"] == artist for p in mine]
-        captions = ["" if good else f"really {p['true_artist']}" for p, good in zip(mine, ok)]
+        captions = ["" if good else f"really {p['true_artist']}" for p, good in zip(mine, ok, strict=True)]
         rate = f"{sum(ok) / len(mine):.0%} correct" if mine else "none"
         title = f"Predicted as {artist}: {len(mine)} test paintings, {rate}"
     else:
         mine = [p for p in preds if p["true_artist"] == artist]
         ok = [p["predicted_artist"] == artist for p in mine]
-        captions = ["" if good else f"as {p['predicted_artist']}" for p, good in zip(mine, ok)]
+        captions = ["" if good else f"as {p['predicted_artist']}" for p, good in zip(mine, ok, strict=True)]
         rate = f"accuracy {sum(ok) / len(mine):.0%}" if mine else "no test paintings"
         title = f"Real paintings by {artist}: {len(mine)} in test, {rate}"
-    tiles = [{"path": p["path"], "correct": good, "caption": c} for p, good, c in zip(mine, ok, captions)]
+    tiles = [{"path": p["path"], "correct": good, "caption": c}
+             for p, good, c in zip(mine, ok, captions, strict=True)]
     return tiles[:max_tiles], title
 
 
@@ -138,14 +158,16 @@ def render_run_mosaics(run_id: int, url: str | None = None, thumb: int = 96, col
         if run is None:
             raise LookupError(f"run {run_id} does not exist")
         run_dir = run_folder(run["run_dir"])
-        artists = list(db.fetch_one(conn, db.sql("datasets", "get_version"), {"id": run["dataset_version_id"]})["artists"])
+        version = db.fetch_one(conn, db.sql("datasets", "get_version"), {"id": run["dataset_version_id"]},
+                               required=True)
+        artists = list(version["artists"])
         preds = db.fetch_dicts(conn, db.sql("runs", "predictions_with_paths"), {"id": run_id})
     out = run_dir / "mosaics"
     out.mkdir(parents=True, exist_ok=True)
     from painting_ml.core.progress import progress
 
     slugs = artist_slugs(artists)
-    written = []
+    written: list[tuple[str, Path]] = []
     for artist in progress(artists, "mosaics"):
         for kind in ("predicted", "real"):
             tiles, title = mosaic_tiles(preds, artist, kind, max_tiles)

@@ -7,16 +7,22 @@ so names in scripts the font lacks are transliterated, never drawn as boxes.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from painting_ml.core.files import atomic_path
 from painting_ml.results.fonts import displayable
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _pyplot():
+
+def _pyplot() -> types.ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +31,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -33,38 +39,55 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def learning_curves(series: Mapping[str, Sequence[Mapping]], path: Path, title: str = "Learning curves") -> Path:
+def learning_curves(series: Mapping[str, Sequence[Mapping[str, Any]]], path: Path,
+                    title: str = "Learning curves") -> Path:
     """Loss, accuracy and learning rate per epoch; one colour per run (train solid, validation
     dashed), so several runs — an optimizer comparison — share one figure.
 
-    ``series``: ``{label: [{"epoch", "loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"}, ...]}``.
+    Every epoch is a marker, so a one-epoch run shows as points, and the epoch axis spans whole
+    epochs with half an epoch either side (never a sliver around one point); loss starts at 0.
+
+    ``series``: ``{label: [{"epoch", "loss", "val_loss", "accuracy", "val_accuracy",
+    "learning_rate"}, ...]}``.
     """
+    return _save(curves_figure(series, title), path)
+
+
+def curves_figure(series: Mapping[str, Sequence[Mapping[str, Any]]], title: str = "Learning curves") -> Figure:
+    """The figure :func:`learning_curves` writes (its three axes: loss, accuracy, learning rate)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    epochs = [r["epoch"] for rows in series.values() for r in rows]
+    # Few epochs: larger markers, as they are all there is to see.
+    ms = 6 if len(set(epochs)) <= 3 else 3
     for k, (label, rows) in enumerate(series.items()):
         color = f"C{k % 10}"
         ep = [r["epoch"] for r in rows]
         for ax, key in ((axes[0], "loss"), (axes[1], "accuracy")):
-            ax.plot(ep, [r.get(key) for r in rows], "-o", color=color, ms=3, label=displayable(f"{label} train"))
-            ax.plot(ep, [r.get(f"val_{key}") for r in rows], "--s", color=color, ms=3,
+            ax.plot(ep, [r.get(key) for r in rows], "-o", color=color, ms=ms, label=displayable(f"{label} train"))
+            ax.plot(ep, [r.get(f"val_{key}") for r in rows], "--s", color=color, ms=ms, mfc="none",
                     label=displayable(f"{label} val"))
-        axes[2].plot(ep, [r.get("learning_rate") for r in rows], "-o", color=color, ms=3, label=displayable(label))
+        axes[2].plot(ep, [r.get("learning_rate") for r in rows], "-o", color=color, ms=ms, label=displayable(label))
     from matplotlib.ticker import MaxNLocator
 
-    for ax, name in zip(axes, ("loss", "accuracy", "learning rate")):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax, name in zip(axes, ("loss", "accuracy", "learning rate"), strict=True):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if epochs:
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
+    axes[0].set_ylim(0, axes[0].get_ylim()[1] * 1.05)  # from 0, with room for the top marker
     axes[1].set_ylim(0, 1)
     axes[2].set_yscale("log")
     axes[0].legend(fontsize=7)
     axes[2].legend(fontsize=7)
     fig.suptitle(displayable(title))
-    return _save(fig, path)
+    return fig
 
 
-def confusion_heatmap(names: Sequence[str], matrix: np.ndarray, path: Path, title: str = "Confusion matrix") -> Path:
+def confusion_heatmap(names: Sequence[str], matrix: NDArray[np.integer[Any]], path: Path,
+                      title: str = "Confusion matrix") -> Path:
     """Counts of true (rows) vs predicted (columns) classes, with names on both axes."""
     plt = _pyplot()
     n = len(names)
@@ -87,7 +110,7 @@ def confusion_heatmap(names: Sequence[str], matrix: np.ndarray, path: Path, titl
     return _save(fig, path)
 
 
-def f1_bars(rows: Sequence[Mapping], path: Path, title: str = "F1 per artist") -> Path:
+def f1_bars(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "F1 per artist") -> Path:
     """Horizontal bars of each class's F1 (sorted), with its support."""
     plt = _pyplot()
     rows = sorted(rows, key=lambda r: r["f1"])
@@ -103,7 +126,7 @@ def f1_bars(rows: Sequence[Mapping], path: Path, title: str = "F1 per artist") -
     return _save(fig, path)
 
 
-def confusion_matrix_from_rows(names: Sequence[str], rows: Sequence[Mapping]) -> np.ndarray:
+def confusion_matrix_from_rows(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> NDArray[np.int_]:
     """Rebuild the square matrix from stored ``confusion`` rows."""
     index = {n: k for k, n in enumerate(names)}
     m = np.zeros((len(names), len(names)), dtype=int)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from psycopg.types.json import Jsonb
 
@@ -47,7 +48,7 @@ class Decision:
     champion_f1: float | None = None
     champion_run_id: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -68,7 +69,8 @@ def decide(candidate: Scores, champion: Scores | None, max_recall_drop: float,
         return False, [refused]
     if champion is None:
         return True, ["no champion yet: the first evaluated model becomes champion"]
-    reasons, ok = [], True
+    reasons: list[str] = []
+    ok = True
     if candidate.macro_f1 >= champion.macro_f1:
         reasons.append(f"macro-F1 {candidate.macro_f1:.3f} >= champion's {champion.macro_f1:.3f}")
     else:
@@ -88,7 +90,7 @@ def decide(candidate: Scores, champion: Scores | None, max_recall_drop: float,
     return ok, reasons
 
 
-def stored_scores(conn, run_id: int) -> Scores:
+def stored_scores(conn: db.Connection, run_id: int) -> Scores:
     rows = db.fetch_dicts(conn, db.sql("promotion", "artist_recall"), {"id": run_id})
     f1 = db.fetch_one(conn, db.sql("promotion", "run_f1"), {"id": run_id})
     macro_f1 = float(f1["macro_f1"]) if f1 and f1["macro_f1"] is not None else 0.0
@@ -100,12 +102,12 @@ def score_on_version(run_id: int, version_id: int, url: str | None = None) -> Sc
     import numpy as np
 
     from painting_ml.data.versions import load_items
-    from painting_ml.learn.metrics import compute_class_metrics
     from painting_ml.learn.inference import infer, load_run_model
+    from painting_ml.learn.metrics import compute_class_metrics
 
     rm = load_run_model(run_id, url)
-    _, items = load_items(version_id, url)
-    test = [i for i in items if i.split == "test"]
+    _, items = load_items(version_id, url, history=True)
+    test = [i for i in items if i.split == "test" and not i.gone]  # what is still in the folder
     names = rm.classes["artist"]
     index = {a: k for k, a in enumerate(names)}
     y = np.array([index.get(i.artist, -1) for i in test])
@@ -141,11 +143,15 @@ def _gather(run_id: int, url: str | None, min_macro_f1: float = 0.0) -> _Compari
         candidate = stored_scores(conn, run_id)
         champ_row = db.fetch_one(conn, db.sql("runs", "current_champion"))
         champion_id = int(champ_row["run_id"]) if champ_row and champ_row["run_id"] != run_id else None
-        champ = db.fetch_one(conn, db.sql("promotion", "run_info"), {"id": champion_id}) if champion_id else None
-        champion = stored_scores(conn, champion_id) if champ and champ["version_id"] == cand["version_id"] else None
+        champ: dict[str, Any] | None = None
+        champion: Scores | None = None
+        if champion_id:
+            champ = db.fetch_one(conn, db.sql("promotion", "run_info"), {"id": champion_id})
+            if champ and champ["version_id"] == cand["version_id"]:
+                champion = stored_scores(conn, champion_id)
     comparison = _Comparison(cand["version_id"], candidate, champion_id, champion, [],
-                             already_champion=bool(champ_row) and champ_row["run_id"] == run_id)
-    if champ and champion is None:
+                             already_champion=champ_row is not None and champ_row["run_id"] == run_id)
+    if champion_id and champ and champion is None:
         if sorted(champ["artists"]) == sorted(cand["artists"]):
             if below_floor(candidate, min_macro_f1):
                 return comparison  # refused whatever the champion scores: spare loading its model

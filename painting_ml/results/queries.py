@@ -80,7 +80,8 @@ def get_query(name: str) -> NamedQuery:
     return found[name]
 
 
-def run_query(name: str, params: dict[str, str] | None = None, url: str | None = None) -> tuple[list[str], list[tuple]]:
+def run_query(name: str, params: dict[str, str] | None = None,
+              url: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run a named query with ``params`` (text values, converted by the declared types)."""
     q = get_query(name)
     params = dict(params or {})
@@ -89,9 +90,8 @@ def run_query(name: str, params: dict[str, str] | None = None, url: str | None =
         known = ", ".join(p.name for p in q.params) or "none"
         raise ConfigError(f"query {name!r} has no parameter(s) {', '.join(unknown)}; its parameters: {known}")
     values = {p.name: p.parse(params.get(p.name)) for p in q.params}
-    with db.connect(url) as conn:
-        # Any query's rows, printed column by column: tuples beside the cursor's column names.
-        with conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(q.sql, values)
-            columns = [c.name for c in cur.description] if cur.description else []
-            return columns, cur.fetchall()
+    # Any query's rows, printed column by column: tuples beside the cursor's column names.
+    with db.connect(url) as conn, conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(q.sql, values)
+        columns = [c.name for c in cur.description] if cur.description else []
+        return columns, cur.fetchall()

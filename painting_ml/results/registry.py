@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from painting_ml.core import db, locks
 from painting_ml.core.errors import PaintingMLError
@@ -47,7 +48,7 @@ class ChampionChange:
     why: str
     changed_at: datetime
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "changed_at": self.changed_at.isoformat()}
 
 
@@ -60,7 +61,7 @@ def _text(value: str | None, what: str, limit: int) -> str:
     return text
 
 
-def record_champion_change(conn, run_id: int, previous_run_id: int | None, action: str, who: str,
+def record_champion_change(conn: db.Connection, run_id: int, previous_run_id: int | None, action: str, who: str,
                            why: str) -> ChampionChange:
     """Point the champion at ``run_id`` and record the move.
 
@@ -69,16 +70,16 @@ def record_champion_change(conn, run_id: int, previous_run_id: int | None, actio
     """
     conn.execute(db.sql("promotion", "set_champion"), {"run": run_id})
     row = db.fetch_one(conn, db.sql("promotion", "record_change"), {
-        "run": run_id, "previous": previous_run_id, "action": action, "who": who, "why": why})
+        "run": run_id, "previous": previous_run_id, "action": action, "who": who, "why": why}, required=True)
     return ChampionChange(**row)
 
 
-def _current(conn) -> int | None:
+def _current(conn: db.Connection) -> int | None:
     row = db.fetch_one(conn, db.sql("runs", "current_champion"))
     return int(row["run_id"]) if row else None
 
 
-def _lock(conn) -> None:
+def _lock(conn: db.Connection) -> None:
     conn.execute(db.sql("promotion", "lock"), {"lock": locks.PROMOTION})
 
 
@@ -156,7 +157,7 @@ def champion_history(url: str | None = None, *, limit: int | None = None) -> lis
     return [ChampionChange(**r) for r in rows]
 
 
-def champion_info(url: str | None = None) -> dict | None:
+def champion_info(url: str | None = None) -> dict[str, Any] | None:
     """The current champion with its headline figures and since when, or None."""
     with db.connect(url) as conn:
         row = db.fetch_one(conn, db.sql("promotion", "champion_info"))

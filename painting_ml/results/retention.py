@@ -45,8 +45,9 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from painting_ml.core import db, locks
 from painting_ml.core.errors import ConfigError
@@ -83,7 +84,7 @@ class _Tally:
 
 
 def collect_garbage(keep_runs: int, dry_run: bool = False, url: str | None = None,
-                    grace: timedelta = GRACE, live_for: timedelta = LIVE_VERSION_FOR) -> dict:
+                    grace: timedelta = GRACE, live_for: timedelta = LIVE_VERSION_FOR) -> dict[str, Any]:
     """Apply the retention policy (module docstring) to the artifact store and this host's
     reduced copies.
 
@@ -120,7 +121,7 @@ def collect_garbage(keep_runs: int, dry_run: bool = False, url: str | None = Non
         live = [r["id"] for r in db.fetch_dicts(conn, db.sql("retention", "live_versions"),
                                                 {"pruned": pruned, "live_for": live_for})]
     listing = {k: s for k, s in store.list().items() if k.startswith(_MANAGED_PREFIXES)}
-    cutoff = (datetime.now(timezone.utc) - grace).timestamp()
+    cutoff = (datetime.now(UTC) - grace).timestamp()
     removed = _sweep_augmented(live, listing, store, tally, dry_run, url)
     removed |= _sweep_derived(live, listing, store, tally, dry_run, grace, url)
     _sweep_orphans({k: s for k, s in listing.items() if k not in removed}, store, tally, dry_run, cutoff, url)
@@ -159,7 +160,7 @@ def _prune_run(run_id: int, run_dir: str, store: ArtifactStore, tally: _Tally, d
 
 
 def _as_key(store: ArtifactStore, path: str | None) -> str | None:
-    """The store key a row names (rows written before keys held a host path under the store)."""
+    """The store key a row names, which may be a host path under the store's folder instead."""
     if not path:
         return None
     if not path.startswith("/"):
@@ -214,7 +215,7 @@ def _sweep_orphans(listing: dict[str, int], store: ArtifactStore, tally: _Tally,
         run_dirs = {r["run_dir"].rstrip("/") for r in db.fetch_dicts(conn, db.sql("retention", "run_dirs"))}
         named = {_as_key(store, r["path"]) for r in db.fetch_dicts(conn, db.sql("retention", "augmented_rows"))}
         named |= {r["key"] for r in db.fetch_dicts(conn, db.sql("retention", "image_cache_keys"))}
-    orphans = []
+    orphans: list[str] = []
     for key in sorted(listing):
         if key.startswith("runs/"):
             parts = key.split("/")

@@ -1,0 +1,222 @@
+"""The label audit's engine: k fold trainings and every painting's out-of-fold probabilities.
+
+An audit (``audits`` row, keyed by a stable ``audit_key``) trains one ordinary run per fold on
+that fold's dataset version (:mod:`painting_ml.data.folds`), with the run key
+``audit:<audit_key>:fold<i>`` (a retried fold resumes its checkpoint; the key marks the run's
+``purpose`` 'audit', which keeps it out of every "latest run" pick and out of the champion's
+way), then scores the fold's held-out paintings with that model: each painting's probabilities
+come from the one model that never saw it, which is what confident learning needs
+(:mod:`painting_ml.results.label_issues` ranks them).
+
+Recipes: ``full`` trains with the recipe in force; ``head`` freezes the backbone (the config's
+weights) and trains the head only — k trainings at the cost of little more than k passes of
+feature extraction, which is what makes an audit affordable with ImageNet weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from psycopg.types.json import Jsonb
+
+from painting_ml.core import db
+from painting_ml.core.config import FineTune, RunConfig
+from painting_ml.core.errors import ConfigError, PaintingMLError
+from painting_ml.data.selection import Selection
+
+log = logging.getLogger(__name__)
+
+
+class Recipe(StrEnum):
+    """How the fold models train."""
+
+    HEAD = "head"   # frozen backbone (the config's weights), head trained
+    FULL = "full"   # the recipe in force
+
+
+def audit_config(cfg: RunConfig, recipe: str) -> RunConfig:
+    """The config the fold runs train with: ``cfg`` under ``recipe``, class weights on (the audited
+    set is not equalised) and no wandb run per fold (the audit's evidence is in Postgres).
+
+    Raises:
+        ConfigError: ``recipe`` is not head or full.
+    """
+    try:
+        chosen = Recipe(recipe)
+    except ValueError:
+        raise ConfigError(f"audit_recipe={recipe!r}: choose head (frozen backbone, trained head) or full "
+                          "(the recipe in force)") from None
+    changes: dict[str, Any] = {"class_weights": True, "wandb": False}
+    if chosen is Recipe.HEAD:
+        if cfg.weights is None:
+            log.warning("audit recipe 'head' with no backbone weights: the frozen backbone is random; "
+                        "use recipe 'full' when training from scratch")
+        changes["fine_tune"] = FineTune.FROZEN.value
+    return cfg.replace(**changes)
+
+
+def fold_run_key(audit_key: str, fold: int) -> str:
+    """The run key of fold ``fold``'s training (its prefix ``audit:`` sets the run's purpose)."""
+    return f"audit:{audit_key}:fold{fold}"
+
+
+def start_audit(cfg: RunConfig, selection: Selection, folds: int, recipe: str, audit_key: str,
+                url: str | None = None) -> dict[str, Any]:
+    """Create the audit's versions and its ``audits`` / ``audit_folds`` rows, or find them again
+    (same ``audit_key``: a retry keeps the folds it began with).
+
+    Returns:
+        ``{"audit_id", "folds": [0 .. k-1], "paintings", "dataset_version_id"}``.
+    """
+    from painting_ml.data.folds import create_audit_versions
+    from painting_ml.data.ingest import resolve_root
+
+    fold_cfg = audit_config(cfg, recipe)
+    with db.connect(url) as conn:
+        found = db.fetch_one(conn, db.sql("audit", "audit_by_key"), {"key": audit_key})
+    if found is not None:  # a retry: the folds it began with, whatever the catalog says now
+        info = audit_info(int(found["id"]), url)
+        with db.connect(url) as conn:
+            conn.execute(db.sql("audit", "upsert_audit"), {
+                "key": audit_key, "version": info["dataset_version_id"], "root": info["data_root"],
+                "folds": info["folds"], "recipe": info["recipe"], "config": Jsonb(info["config"])})
+        return {"audit_id": info["id"], "folds": list(range(info["folds"])), "paintings": info["paintings"],
+                "dataset_version_id": info["dataset_version_id"]}
+    plan = create_audit_versions(cfg, selection, folds, url)
+    with db.connect(url) as conn:
+        row = db.fetch_one(conn, db.sql("audit", "upsert_audit"), {
+            "key": audit_key, "version": plan.audited_version_id, "root": resolve_root(cfg.data_dir),
+            "folds": folds, "recipe": Recipe(recipe).value, "config": Jsonb(fold_cfg.to_dict())}, required=True)
+        audit_id = int(row["id"])
+        with conn.cursor() as cur:
+            cur.executemany(db.sql("audit", "insert_fold"),
+                            [{"audit": audit_id, "fold": i, "version": v} for i, v in enumerate(plan.fold_version_ids)])
+    log.info("audit %d (%s): %d paintings of %d artists in %d folds, recipe %s", audit_id, audit_key,
+             plan.paintings, len(plan.artists), folds, recipe)
+    return {"audit_id": audit_id, "folds": list(range(folds)), "paintings": plan.paintings,
+            "dataset_version_id": plan.audited_version_id}
+
+
+def audit_info(audit_id: int, url: str | None = None) -> dict[str, Any]:
+    """The audit's row, its artists (class order), folds and number of audited paintings.
+
+    Raises:
+        PaintingMLError: no such audit (one line: where to list them).
+    """
+    with db.connect(url) as conn:
+        row = db.fetch_one(conn, db.sql("audit", "get_audit"), {"id": audit_id})
+        if row is None:
+            raise PaintingMLError(f"audit {audit_id} does not exist; `painting-ml audit --list` lists the audits")
+        folds = db.fetch_dicts(conn, db.sql("audit", "folds_of_audit"), {"id": audit_id})
+        n = db.fetch_one(conn, db.sql("audit", "audited_count"), {"id": row["dataset_version_id"]},
+                         required=True)["n"]
+    return {**row, "artists": list(row["artists"]), "fold_rows": folds, "paintings": int(n)}
+
+
+def _fold(info: dict[str, Any], fold: int) -> dict[str, Any]:
+    rows = {int(r["fold"]): r for r in info["fold_rows"]}
+    if fold not in rows:
+        raise PaintingMLError(f"audit {info['id']} has no fold {fold}; its folds are 0 to {info['folds'] - 1}")
+    return rows[fold]
+
+
+def fold_version(audit_id: int, fold: int, url: str | None = None) -> int:
+    """The dataset version of the audit's fold ``fold``."""
+    return int(_fold(audit_info(audit_id, url), fold)["dataset_version_id"])
+
+
+def fold_config(audit_id: int, url: str | None = None) -> RunConfig:
+    """The config the audit's folds train with (stored with the audit)."""
+    return RunConfig.from_params(dict(audit_info(audit_id, url)["config"]))
+
+
+def train_fold(audit_id: int, fold: int, url: str | None = None) -> int:
+    """Train fold ``fold`` with the ordinary engine (resumable: same run key) and record its run.
+
+    The fold's version must have its image-cache copies (the augment step makes them)."""
+    from painting_ml.learn.training import train
+
+    info = audit_info(audit_id, url)
+    version_id = int(_fold(info, fold)["dataset_version_id"])
+    cfg = RunConfig.from_params(dict(info["config"]))
+    run_id = train(cfg, version_id, fold_run_key(info["audit_key"], fold), url)
+    with db.connect(url) as conn:
+        conn.execute(db.sql("audit", "set_fold_run"), {"audit": audit_id, "fold": fold, "run": run_id})
+    return run_id
+
+
+def held_out_items(audit_id: int, fold: int, url: str | None = None) -> tuple[int, list[Any]]:
+    """The fold's run and the paintings its model never saw (the fold's test split).
+
+    The out-of-fold guarantee is checked here, not assumed: the run trained on this fold's
+    version, and none of the held-out paintings is in that version's train or val split.
+
+    Raises:
+        PaintingMLError: the fold has no trained run yet.
+    """
+    from painting_ml.data.versions import load_items
+
+    info = audit_info(audit_id, url)
+    version_id = int(_fold(info, fold)["dataset_version_id"])
+    with db.connect(url) as conn:
+        run = db.fetch_one(conn, db.sql("audit", "run_of_fold"), {"audit": audit_id, "fold": fold}, required=True)
+    if run["run_id"] is None or run["model_path"] is None:
+        raise PaintingMLError(f"fold {fold} of audit {audit_id} has no trained model yet; train it first "
+                              "(painting_audit's train_fold task)")
+    artists, items = load_items(version_id, url)
+    held_out = [i for i in items if i.split == "test"]
+    seen = {i.filename for i in items if i.split in ("train", "val")}
+    # A painting's probabilities must never come from a model that saw it.
+    assert int(run["dataset_version_id"]) == version_id, (
+        f"fold {fold} run {run['run_id']} trained on version {run['dataset_version_id']}, not {version_id}")
+    assert not seen & {i.filename for i in held_out}, f"fold {fold}: held-out paintings in its train/val split"
+    assert artists == info["artists"], f"fold {fold}: class order differs from the audit's"
+    return int(run["run_id"]), held_out
+
+
+def predict_fold(audit_id: int, fold: int, url: str | None = None) -> dict[str, Any]:
+    """Score fold ``fold``'s held-out paintings with the fold's model (their image-cache copies,
+    the pixels training read) and store their probabilities and unit-length embeddings (replacing
+    the fold's earlier rows: idempotent).
+
+    Returns:
+        ``{"fold", "run_id", "paintings", "accuracy"}`` (accuracy: the catalog label is the top artist).
+    """
+    from painting_ml.data.derived import cached_paths, long_side_for
+    from painting_ml.learn.inference import infer, load_run_model
+
+    info = audit_info(audit_id, url)
+    run_id, held_out = held_out_items(audit_id, fold, url)
+    rm = load_run_model(run_id, url)
+    if rm.classes["artist"] != info["artists"]:
+        raise PaintingMLError(f"fold {fold}'s model (run {run_id}) has classes {rm.classes['artist']}, not the "
+                              f"audit's {info['artists']}; audit again with a new audit key")
+    paths = cached_paths(held_out, long_side_for(int(rm.config["image_size"])), url)
+    out = infer(rm, paths)
+    probs = np.asarray(out["artist"], dtype=np.float64)
+    emb = np.asarray(out["embedding"], dtype=np.float64)
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    root = info["data_root"]
+    with db.connect(url) as conn:
+        sha = {r["filename"]: r["sha256"] for r in db.fetch_dicts(
+            conn, db.sql("audit", "painting_hashes"), {"root": root, "files": [i.filename for i in held_out]})}
+        conn.execute(db.sql("audit", "delete_fold_predictions"), {"audit": audit_id, "fold": fold})
+        with conn.cursor() as cur, cur.copy(db.sql("audit", "copy_predictions")) as copy:
+            for n, item in enumerate(held_out):
+                copy.write_row((audit_id, item.data_root or root, item.filename, fold, item.artist,
+                                probs[n].tolist(), emb[n].tolist(), sha.get(item.filename)))
+        conn.execute(db.sql("audit", "fold_predicted"), {"audit": audit_id, "fold": fold})
+    labels = np.asarray([info["artists"].index(i.artist) for i in held_out])
+    accuracy = float((probs.argmax(axis=1) == labels).mean()) if len(labels) else 0.0
+    log.info("audit %d fold %d: %d held-out paintings scored by run %d (top-1 agrees with the catalog: %.3f)",
+             audit_id, fold, len(held_out), run_id, accuracy)
+    return {"fold": fold, "run_id": run_id, "paintings": len(held_out), "accuracy": accuracy}
+
+
+def fail_audit(audit_id: int, error: str, url: str | None = None) -> None:
+    """Mark the audit failed with ``error`` (its folds and predictions are kept for a rerun)."""
+    with db.connect(url) as conn:
+        conn.execute(db.sql("audit", "fail_audit"), {"id": audit_id, "summary": Jsonb({"error": error})})
