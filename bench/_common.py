@@ -14,16 +14,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 @contextlib.contextmanager
 def scratch_database():
-    """Create a database on the PAINTING_DB_URL server (or the embedded one); drop it after."""
+    """Create a database on the PAINTING_DB_URL server (or the embedded one), point
+    ``PAINTING_DB_URL`` (and the settings) at it for the block, then restore both and drop it."""
     from painting_ml.core import db
-    from painting_ml.core.settings import get_settings
+    from painting_ml.core.settings import get_settings, reload_settings
 
     base = db.resolve_url(get_settings())
     url = db.create_database(base, "pm_bench")
+    before = os.environ.get("PAINTING_DB_URL")
     try:
         db.migrate(url)
+        os.environ["PAINTING_DB_URL"] = url
+        reload_settings()
         yield url
     finally:
+        if before is None:
+            os.environ.pop("PAINTING_DB_URL", None)
+        else:
+            os.environ["PAINTING_DB_URL"] = before
+        reload_settings()
         db.drop_database(base, url)
 
 

@@ -49,9 +49,7 @@ def main() -> None:
         data = Path(tmp) / "data"
         generate(data, artists=args.artists, per_artist=args.per_artist, size=96, seed=0)
         rows = []
-        with scratch_database() as url:
-            os.environ["PAINTING_DB_URL"] = url
-            reload_settings()
+        with scratch_database():
             for backbone, targets in RUNS:
                 cfg = RunConfig(**{**CPU_DEMO, "data_dir": str(data), "n_artists": args.artists, "epochs": args.epochs,
                                    "image_size": args.size, "backbone": backbone, "targets": targets, "wandb": False})

@@ -65,8 +65,6 @@ def main() -> None:
 
         settings.reload_settings()
         with scratch_database() as url:
-            os.environ["PAINTING_DB_URL"] = url
-            settings.reload_settings()
             from painting_ml import pipeline
             from painting_ml.core import db
             from painting_ml.core.store import get_store

@@ -187,18 +187,8 @@ def one_setting(args: argparse.Namespace, share: float, kind: str, tmp: Path) ->
              seed=args.seed, mislabel=share, mislabel_kind=kind)
     planted = {f: t["true_artist"] for f, t in read_mislabelled(data).items()}
     out: dict[str, Any] = {"share": share, "kind": kind, "planted": len(planted), "times": {}}
-    server = os.environ.get("PAINTING_DB_URL")
-    try:
-        with scratch_database() as url:
-            os.environ["PAINTING_DB_URL"] = url
-            reload_settings()
-            measure(args, run_config(args, data), planted, url, out)
-    finally:
-        if server is None:
-            os.environ.pop("PAINTING_DB_URL", None)
-        else:
-            os.environ["PAINTING_DB_URL"] = server
-        reload_settings()
+    with scratch_database() as url:
+        measure(args, run_config(args, data), planted, url, out)
     return out
 
 

@@ -89,8 +89,6 @@ def main() -> None:
         counts = generate(data, artists=args.artists, per_artist=args.per_artist, size=96, seed=0,
                           copies=args.copies)
         with scratch_database() as url:
-            os.environ["PAINTING_DB_URL"] = url
-            reload_settings()
             results = []
             for seed in range(args.seeds):
                 cfg = RunConfig(**{**CPU_DEMO, "data_dir": str(data), "n_artists": args.artists,
