@@ -64,6 +64,12 @@ def _records(path: Path):
 
 
 def _offline_runs(wandb_id: str) -> list[Path]:
+    """The run's offline folders, read only after wandb's service has shut down: ``finish()``
+    returns once the run is marked complete, but the service may still hold the tail of the
+    ``.wandb`` log in its write buffer (a loaded CI machine once read a header and no records)."""
+    import wandb
+
+    wandb.teardown()
     return sorted(wandb_dir().glob(f"offline-run-*-{wandb_id}*"))
 
 
