@@ -191,11 +191,38 @@ TABLES = ["champion", "promotions", "artifacts", "predictions", "class_metrics",
           "label_issues", "label_reviews"]
 
 
+def emptying_sql(url: str, tables: list[str]) -> str:
+    """What ``TRUNCATE <tables> RESTART IDENTITY CASCADE`` does, as DELETEs: ``tables`` and every table
+    that references them, children first, then their sequences restarted. On a test's few rows this
+    takes ~7 ms where TRUNCATE (new files for every table and index) takes ~100 ms, and clean_db runs
+    before some 400 tests."""
+    from graphlib import TopologicalSorter
+
+    with psycopg.connect(url) as conn:
+        edges = conn.execute("SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint "
+                             "WHERE contype = 'f' AND connamespace = 'public'::regnamespace").fetchall()
+        wanted = set(tables)
+        while grown := {child for child, parent in edges if parent in wanted} - wanted:
+            wanted |= grown
+        referenced_by = {t: {c for c, p in edges if p == t and c != t} for t in wanted}
+        order = list(TopologicalSorter(referenced_by).static_order())  # a table after those referencing it
+        sequences = [r[0] for r in conn.execute(
+            "SELECT s.oid::regclass::text FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
+            "AND d.deptype IN ('a', 'i') WHERE s.relkind = 'S' AND d.refobjid::regclass::text = ANY(%s)",
+            (sorted(wanted),))]
+    return "; ".join([f"DELETE FROM {t}" for t in order] + [f"ALTER SEQUENCE {q} RESTART" for q in sequences])
+
+
+@pytest.fixture(scope="session")
+def _emptying(db_url) -> str:
+    return emptying_sql(db_url, TABLES)
+
+
 @pytest.fixture
-def clean_db(db_url) -> str:
+def clean_db(db_url, _emptying) -> str:
     """The test database, emptied before the test."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    with psycopg.connect(db_url) as conn:
+        conn.execute(_emptying)
     return db_url
 
 
