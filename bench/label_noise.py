@@ -94,11 +94,31 @@ def other_filters(audit_id: int, url: str, judged: dict[str, str]) -> dict[str, 
     probs = np.asarray([r["probabilities"] for r in rows], dtype=np.float64)
     probs = probs / probs.sum(axis=1, keepdims=True)
     out = {}
-    for filter_by in ("confident_learning", "both", "predicted_neq_given"):
+    for filter_by in ("confident_learning", "both", "predicted_neq_given", "low_self_confidence",
+                      "low_normalized_margin"):
         ranked = find_label_issues(labels, probs, filter_by=filter_by, return_indices_ranked_by="self_confidence",
                                    n_jobs=1)
         out[f"out-of-fold, cleanlab filter_by={filter_by}"] = [names[i] for i in ranked if names[i] in judged]
     return out
+
+
+def save_probabilities(path: Path, audit_id: int, url: str, judged: dict[str, str], planted: dict[str, str]) -> None:
+    """The audit's out-of-fold probabilities with the catalog and true artists and each painting's
+    split, as JSON: filters and ensembles can then be compared offline, without training again."""
+    import json
+
+    from painting_ml.core import db
+    from painting_ml.learn.audit import audit_info
+
+    with db.connect(url) as conn:
+        rows = conn.execute("SELECT filename, artist, probabilities FROM audit_predictions WHERE audit_id = %s "
+                            "ORDER BY filename", (audit_id,)).fetchall()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "artists": audit_info(audit_id, url)["artists"],
+        "paintings": [{"filename": r["filename"], "artist": r["artist"], "true_artist": planted.get(r["filename"]),
+                       "split": judged.get(r["filename"]), "probabilities": list(r["probabilities"])}
+                      for r in rows]}))
 
 
 def run_config(args: argparse.Namespace, data: Path) -> Any:
@@ -240,6 +260,9 @@ def measure(args: argparse.Namespace, cfg: Any, planted: dict[str, str], url: st
     rows.append(score(f"out-of-fold cleanlab (k={args.folds}), its flagged list", oof, flips, train_flips))
     for method, listed_other in other_filters(audit["audit_id"], url, judged).items():
         rows.append(score(method, listed_other, flips, train_flips))
+    if args.save_probs:
+        save_probabilities(Path(args.save_probs) / f"{out['kind']}-{out['share']:g}-seed{args.seed}.json",
+                           audit["audit_id"], url, judged, planted)
     if args.skip_retrain:
         return
     top = len(listed) if args.relabel == "same" else len(oof)
@@ -301,6 +324,7 @@ def main() -> None:
     ap.add_argument("--audit-augment", action="store_true",
                     help="the audit's folds train with the schema's augmentation (the in-sample run never does)")
     ap.add_argument("--skip-retrain", action="store_true", help="no relabel-and-retrain step")
+    ap.add_argument("--save-probs", metavar="DIR", help="write each audit's out-of-fold probabilities there (JSON)")
     args = ap.parse_args()
     preset = SIZES["large" if args.large else "smoke" if args.smoke else "demo"]
     for key, value in preset.items():
