@@ -22,9 +22,12 @@ demo: $(STAMP)
 airflow: $(STAMP)
 	$(VENV)/bin/painting-ml airflow --port $(or $(AIRFLOW_PORT),8080)
 
-# The whole suite, every tier (what CI runs).
+# The whole suite, every tier (what CI runs), one test module per worker process (pytest-xdist
+# --dist loadfile: a module's fixtures, such as its Airflow, start once). TEST_WORKERS defaults to the
+# cores, at most 4: each worker holds TensorFlow and its own test database.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$((n < 4 ? n : 4)))
 test: $(STAMP)
-	$(PYTEST) -q --durations=15
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The tiers a developer runs while editing: no model training, no Airflow, no subprocesses.
 test-fast: $(STAMP)
