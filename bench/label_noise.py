@@ -94,7 +94,7 @@ def other_filters(audit_id: int, url: str, judged: dict[str, str]) -> dict[str, 
     probs = np.asarray([r["probabilities"] for r in rows], dtype=np.float64)
     probs = probs / probs.sum(axis=1, keepdims=True)
     out = {}
-    for filter_by in ("confident_learning", "both", "predicted_neq_given", "low_self_confidence",
+    for filter_by in ("prune_by_noise_rate", "both", "predicted_neq_given", "low_self_confidence",
                       "low_normalized_margin"):
         ranked = find_label_issues(labels, probs, filter_by=filter_by, return_indices_ranked_by="self_confidence",
                                    n_jobs=1)

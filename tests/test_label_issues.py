@@ -110,7 +110,7 @@ def test_stored_ranking_is_idempotent_and_feeds_possible_misattributions(clean_d
     assert all(r[5] is None for r in stored if not r[4])
     assert {files[i] for i in flipped} & {f for _, f in flagged}
     assert status == "ranked" and summary["audited"] == len(files) and summary["cleanlab"]["filter_by"] == \
-        "prune_by_noise_rate"
+        "confident_learning"
 
     assert rank_label_issues(audit, clean_db)["flagged"] == first["flagged"]  # again: the same rows
     with psycopg.connect(clean_db) as conn:
