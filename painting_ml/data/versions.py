@@ -115,9 +115,10 @@ def group_split(files: list[str], labels: list[int], groups: dict[str, str], val
     """Assign each file to train/val/test, stratified by label, keeping each group in one split.
 
     Files not in ``groups`` are groups of one. Without any group of two or more this is
-    :func:`stratified_split`. Otherwise each label's groups are shuffled (seeded) and dealt to
-    test, then val, while they fit the label's share of that split (in paintings, at least one);
-    the rest, and every group larger than a split can take, go to train. A group whose members
+    :func:`stratified_split`, unless a label has too few paintings for it (then they are dealt).
+    Otherwise each label's groups are shuffled (seeded) and dealt to test, then val, while they
+    fit the label's share of that split (in paintings, at least one); the rest, and every group
+    larger than a split can take, go to train. A group whose members
     carry different labels is dealt with its most frequent label.
 
     Args:
@@ -135,7 +136,10 @@ def group_split(files: list[str], labels: list[int], groups: dict[str, str], val
     for k, f in enumerate(files):
         members.setdefault(groups.get(f, "\x00" + f), []).append(k)
     if all(len(m) == 1 for m in members.values()):
-        return stratified_split(files, labels, val_fraction, test_fraction, seed)
+        try:
+            return stratified_split(files, labels, val_fraction, test_fraction, seed)
+        except ValueError:  # a label too rare for scikit-learn's stratified split: dealt below instead
+            pass
     by_label: dict[int, list[str]] = {}
     for key in sorted(members):
         votes = [labels[k] for k in members[key]]
