@@ -75,20 +75,26 @@ def score(method: str, listed: list[str], flips: set[str], train_flips: set[str]
     return Scores(method, len(listed), precision, recall, f1, train)
 
 
-def other_filters(audit_id: int, url: str, judged: dict[str, str]) -> dict[str, list[str]]:
-    """The same out-of-fold probabilities (``audit_predictions``) through cleanlab's other filters
+def audit_rows(audit_id: int, url: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The audit's artists (the probabilities' column order) and its ``audit_predictions`` rows
+    (filename, catalog artist, out-of-fold probabilities), ordered by filename."""
+    from painting_ml.core import db
+    from painting_ml.learn.audit import audit_info
+
+    with db.connect(url) as conn:
+        rows = conn.execute("SELECT filename, artist, probabilities FROM audit_predictions WHERE audit_id = %s "
+                            "ORDER BY filename", (audit_id,)).fetchall()
+    return audit_info(audit_id, url)["artists"], rows
+
+
+def other_filters(artists: list[str], rows: list[dict[str, Any]], judged: dict[str, str]) -> dict[str, list[str]]:
+    """The same out-of-fold probabilities (:func:`audit_rows`) through cleanlab's other filters
     and through plain disagreement (the out-of-fold prediction is not the catalog artist), each
     ranked by self-confidence: what the library's choice of filter costs or gains."""
     import numpy as np
     from cleanlab.filter import find_label_issues
 
-    from painting_ml.core import db
-    from painting_ml.learn.audit import audit_info
-
-    index = {a: i for i, a in enumerate(audit_info(audit_id, url)["artists"])}
-    with db.connect(url) as conn:
-        rows = conn.execute("SELECT filename, artist, probabilities FROM audit_predictions WHERE audit_id = %s "
-                            "ORDER BY filename", (audit_id,)).fetchall()
+    index = {a: i for i, a in enumerate(artists)}
     names = [r["filename"] for r in rows]
     labels = np.asarray([index[r["artist"]] for r in rows], dtype=np.int64)
     probs = np.asarray([r["probabilities"] for r in rows], dtype=np.float64)
@@ -102,20 +108,16 @@ def other_filters(audit_id: int, url: str, judged: dict[str, str]) -> dict[str, 
     return out
 
 
-def save_probabilities(path: Path, audit_id: int, url: str, judged: dict[str, str], planted: dict[str, str]) -> None:
-    """The audit's out-of-fold probabilities with the catalog and true artists and each painting's
-    split, as JSON: filters and ensembles can then be compared offline, without training again."""
+def save_probabilities(path: Path, artists: list[str], rows: list[dict[str, Any]], judged: dict[str, str],
+                       planted: dict[str, str]) -> None:
+    """The audit's out-of-fold probabilities (:func:`audit_rows`) with the catalog and true artists
+    and each painting's split, as JSON: filters and ensembles can then be compared offline, without
+    training again."""
     import json
 
-    from painting_ml.core import db
-    from painting_ml.learn.audit import audit_info
-
-    with db.connect(url) as conn:
-        rows = conn.execute("SELECT filename, artist, probabilities FROM audit_predictions WHERE audit_id = %s "
-                            "ORDER BY filename", (audit_id,)).fetchall()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
-        "artists": audit_info(audit_id, url)["artists"],
+        "artists": artists,
         "paintings": [{"filename": r["filename"], "artist": r["artist"], "true_artist": planted.get(r["filename"]),
                        "split": judged.get(r["filename"]), "probabilities": list(r["probabilities"])}
                       for r in rows]}))
@@ -258,11 +260,12 @@ def measure(args: argparse.Namespace, cfg: Any, planted: dict[str, str], url: st
     rows.append(score(f"out-of-fold cleanlab (k={args.folds}), top {len(listed)}", oof[:len(listed)], flips,
                       train_flips))
     rows.append(score(f"out-of-fold cleanlab (k={args.folds}), its flagged list", oof, flips, train_flips))
-    for method, listed_other in other_filters(audit["audit_id"], url, judged).items():
+    artists, predictions = audit_rows(audit["audit_id"], url)
+    for method, listed_other in other_filters(artists, predictions, judged).items():
         rows.append(score(method, listed_other, flips, train_flips))
     if args.save_probs:
         save_probabilities(Path(args.save_probs) / f"{out['kind']}-{out['share']:g}-seed{args.seed}.json",
-                           audit["audit_id"], url, judged, planted)
+                           artists, predictions, judged, planted)
     if args.skip_retrain:
         return
     top = len(listed) if args.relabel == "same" else len(oof)
