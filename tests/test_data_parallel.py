@@ -101,11 +101,6 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     keras.config.disable_traceback_filtering()  # a failing child shows where in Keras it failed
     backend = keras.backend.backend()
     images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
-    if spec["mode"] == "predict":
-        from painting_ml.learn import models  # noqa: F401  (registers the model's own layers and losses)
-
-        return {"predictions": [_predict(keras.models.load_model(m, compile=False), images) for m in spec["models"]]}
-
     from painting_ml.core import db
     from painting_ml.core.config import RunConfig
     from painting_ml.core.store import get_store
@@ -154,8 +149,11 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     # The saved model, loaded and run in this process's distribution scope.
     with accelerator.apply(accelerator.plan()):
         predictions = _predict(keras.models.load_model(model_file, compile=False), images)
+    # Models another child saved, loaded here: a process that never held them.
+    others = [_predict(keras.models.load_model(m, compile=False), images) for m in spec.get("also_predict", [])]
     return {"backend": backend, "run_id": run_id, "epochs": rec.epochs, "replicas": rec.replicas,
-            "batches": batches, "starts": rec.starts, "model": str(model_file), "predictions": predictions}
+            "batches": batches, "starts": rec.starts, "model": str(model_file), "predictions": predictions,
+            "others": others}
 
 
 def _predict(model, images) -> dict[str, list[list[float]]]:
@@ -209,18 +207,18 @@ def version(db_url, tiny_data) -> int:
 
 
 def train_on_one_and_two(backend: str, two_devices: dict[str, str], tiny_data: Path, version: int,
-                         tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Train the recipe on one device and on two; predict with both saved models in a fresh
-    one-device process. Returns the three children's reports."""
-    spec = {"mode": "train", "config": recipe(tiny_data).to_dict(), "version": version}
+                         tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the recipe on two devices, then on one; the one-device child also loads and predicts
+    with the two-device child's saved model (a process that never held it). Returns both reports."""
+    spec = {"config": recipe(tiny_data).to_dict(), "version": version}
     env = {"KERAS_BACKEND": backend}
-    one = run_child("one", {**spec, "run_key": f"test:dp:{backend}:1"}, tmp_path, env)
     two = run_child("two", {**spec, "run_key": f"test:dp:{backend}:2"}, tmp_path, {**env, **two_devices})
-    fresh = run_child("fresh", {"mode": "predict", "models": [one["model"], two["model"]]}, tmp_path, env)
-    return one, two, fresh
+    one = run_child("one", {**spec, "run_key": f"test:dp:{backend}:1", "also_predict": [two["model"]]}, tmp_path,
+                    env)
+    return one, two
 
 
-def assert_same_training(one: dict[str, Any], two: dict[str, Any], fresh: dict[str, Any]) -> None:
+def assert_same_training(one: dict[str, Any], two: dict[str, Any]) -> None:
     import numpy as np
 
     assert one["replicas"] == [1, 1] and two["replicas"] == [2, 2]  # both phases
@@ -228,21 +226,21 @@ def assert_same_training(one: dict[str, Any], two: dict[str, Any], fresh: dict[s
     for e1, e2 in zip(one["epochs"], two["epochs"], strict=True):
         for key in COMPARED:
             assert e2[key] == pytest.approx(e1[key], rel=RTOL), (key, e1, e2)
-    one_fresh, two_fresh = fresh["predictions"]
+    one_saved, (two_fresh,) = one["predictions"], one["others"]
     for target in ("artist", "style"):
         # The saved model predicts in a fresh one-device process what it predicted where it trained.
         np.testing.assert_allclose(two_fresh[target], two["predictions"][target], atol=1e-5)
         # And like the model the same training saved on one device.
-        np.testing.assert_allclose(two_fresh[target], one_fresh[target], rtol=RTOL, atol=1e-5)
+        np.testing.assert_allclose(two_fresh[target], one_saved[target], rtol=RTOL, atol=1e-5)
 
 
 def test_tensorflow_mirrored_strategy_on_two_cpu_devices(tiny_data, version, tmp_path):
-    one, two, fresh = train_on_one_and_two("tensorflow", {"PAINTING_CPU_REPLICAS": "2"}, tiny_data, version,
+    one, two = train_on_one_and_two("tensorflow", {"PAINTING_CPU_REPLICAS": "2"}, tiny_data, version,
                                            tmp_path)
     # Two epochs of two steps: 16 images as 8 + 8, then the last 5 as 3 + 2.
     assert one["batches"] == [[16], [5]] * 2
     assert two["batches"] == [[8, 8], [3, 2]] * 2
-    assert_same_training(one, two, fresh)
+    assert_same_training(one, two)
     # Synchronised BatchNormalization is a training-time setting: the saved model loads on any backend.
     with zipfile.ZipFile(two["model"]) as saved:
         config = saved.read("config.json").decode()
@@ -251,7 +249,7 @@ def test_tensorflow_mirrored_strategy_on_two_cpu_devices(tiny_data, version, tmp
 
 def test_jax_data_parallel_on_two_cpu_devices(tiny_data, version, tmp_path):
     pytest.importorskip("jax")
-    one, two, fresh = train_on_one_and_two(
+    one, two = train_on_one_and_two(
         "jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, tiny_data, version, tmp_path)
     # Every batch put on the devices (training, validation, prediction): an even one split in
     # halves (16 as 8 + 8); an uneven one (the epoch's last 5) whole on each device, where Keras
@@ -260,7 +258,7 @@ def test_jax_data_parallel_on_two_cpu_devices(tiny_data, version, tmp_path):
     assert 16 in sizes and 5 in sizes
     for size, shards in two["batches"]:
         assert shards == ([size // 2] * 2 if size % 2 == 0 else [size, size]), two["batches"]
-    assert_same_training(one, two, fresh)
+    assert_same_training(one, two)
 
 
 def test_a_data_parallel_training_resumes_where_it_died(tiny_data, version, db_url, tmp_path):
@@ -269,7 +267,7 @@ def test_a_data_parallel_training_resumes_where_it_died(tiny_data, version, db_u
     optimizer state (moments, gradient accumulators, step) the dead one had."""
     import psycopg
 
-    spec = {"mode": "train", "config": {**recipe(tiny_data).to_dict(), "epochs": 3}, "version": version,
+    spec = {"config": {**recipe(tiny_data).to_dict(), "epochs": 3}, "version": version,
             "run_key": "test:dp:resume"}
     env = {"KERAS_BACKEND": "tensorflow", "PAINTING_CPU_REPLICAS": "2"}
     dead = run_child("dead", {**spec, "crash_at": 2}, tmp_path, env, rc=CRASHED)
