@@ -235,8 +235,7 @@ def assert_same_training(one: dict[str, Any], two: dict[str, Any]) -> None:
 
 
 def test_tensorflow_mirrored_strategy_on_two_cpu_devices(tiny_data, version, tmp_path):
-    one, two = train_on_one_and_two("tensorflow", {"PAINTING_CPU_REPLICAS": "2"}, tiny_data, version,
-                                           tmp_path)
+    one, two = train_on_one_and_two("tensorflow", {"PAINTING_CPU_REPLICAS": "2"}, tiny_data, version, tmp_path)
     # Two epochs of two steps: 16 images as 8 + 8, then the last 5 as 3 + 2.
     assert one["batches"] == [[16], [5]] * 2
     assert two["batches"] == [[8, 8], [3, 2]] * 2
