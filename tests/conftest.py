@@ -39,6 +39,11 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# The tests' trainings are a few steps on a few dozen 32 px images, where tracing a step (TensorFlow)
+# costs more than running it op by op: the suite trains and predicts eagerly (Keras' run_eagerly),
+# which takes 40 % off test_training's time. The modules about the traced step itself train as
+# production does (traced_steps): test_training, test_data_parallel's children, test_e2e's DAG.
+os.environ.setdefault("PAINTING_RUN_EAGERLY", "1")
 
 
 def _retrain_cron_far_from_now() -> str:
@@ -237,21 +242,32 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 @contextmanager
-def using_database(url: str):
-    """Point the library (PAINTING_DB_URL and the cached settings) at ``url`` for a while."""
+def using_setting(name: str, value: str):
+    """Set the environment variable ``name`` (and the cached settings) to ``value`` for a while."""
     from painting_ml.core.settings import reload_settings
 
-    before = os.environ.get("PAINTING_DB_URL")
-    os.environ["PAINTING_DB_URL"] = url
+    before = os.environ.get(name)
+    os.environ[name] = value
     reload_settings()
     try:
-        yield url
+        yield value
     finally:
         if before is None:
-            os.environ.pop("PAINTING_DB_URL", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["PAINTING_DB_URL"] = before
+            os.environ[name] = before
         reload_settings()
+
+
+def using_database(url: str):
+    """Point the library (PAINTING_DB_URL and the cached settings) at ``url`` for a while."""
+    return using_setting("PAINTING_DB_URL", url)
+
+
+def traced_steps():
+    """Train and predict with traced steps, as production does, for a while (the suite's default is
+    op by op: ``PAINTING_RUN_EAGERLY`` above)."""
+    return using_setting("PAINTING_RUN_EAGERLY", "0")
 
 
 @pytest.fixture(scope="session")

@@ -171,7 +171,7 @@ def run_child(name: str, spec: dict[str, Any], tmp_path: Path, env: dict[str, st
     spec_file, out = tmp_path / f"{name}.spec.json", tmp_path / f"{name}.out.json"
     spec_file.write_text(json.dumps({**spec, "out": str(out)}))
     child_env = {k: v for k, v in os.environ.items() if k not in ("PAINTING_CPU_REPLICAS", "XLA_FLAGS")}
-    child_env.update(PYTHONPATH=str(REPO), **env)
+    child_env.update(PYTHONPATH=str(REPO), PAINTING_RUN_EAGERLY="0", **env)  # traced steps, as in production
     proc = subprocess.run([sys.executable, __file__, str(spec_file)], env=child_env, capture_output=True,
                           text=True, timeout=CHILD_TIMEOUT)
     assert proc.returncode == rc, f"{name} exited {proc.returncode}:\n{proc.stderr[-8000:]}"

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.e2e
 
 def test_dag_runs_end_to_end(clean_db, tiny_data, tmp_path):
     settings = reload_settings()
-    env = airflow_env(settings, clean_db, airflow_home=tmp_path / "airflow")
+    # The deployed DAG's trainings and predictions, traced as in production.
+    env = {**airflow_env(settings, clean_db, airflow_home=tmp_path / "airflow"), "PAINTING_RUN_EAGERLY": "0"}
     run_airflow(["db", "migrate"], env, capture=True, timeout=300)
     conf = {**CPU_DEMO, "data_dir": str(tiny_data), "n_artists": 3, "epochs": 1, "image_size": 32, "batch_size": 16,
             "backbone": "resnet18", "optimizers": ["adam", "sgd"],

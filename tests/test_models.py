@@ -207,3 +207,27 @@ def test_masked_loss_and_label_smoothing():
     acc = MaskedAccuracy()
     acc.update_state(np.array([0, -1, 2]), np.array([[0.9, 0.1, 0], [0.9, 0.1, 0], [0.9, 0.1, 0]]))
     assert float(acc.result()) == pytest.approx(0.5)
+
+
+def test_the_run_eagerly_setting_trains_op_by_op_to_the_same_weights():
+    """PAINTING_RUN_EAGERLY compiles the model to run op by op; the training it does is the traced one's."""
+    from conftest import using_setting
+
+    c = cfg(optimizer="adam", learning_rate=1e-2, gradient_accumulation_steps=2)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 4)).astype("float32"), rng.integers(0, 3, 12)
+    trained = {}
+    for eager in ("0", "1"):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        model = keras.Model(inputs, {"artist": keras.layers.Dense(3, activation="softmax", name="artist")(hidden)})
+        with using_setting("PAINTING_RUN_EAGERLY", eager):
+            compile_model(model, c)
+        assert model.run_eagerly is (eager == "1")
+        losses = model.fit(x, {"artist": y}, batch_size=4, epochs=3, shuffle=False, verbose=0).history["loss"]
+        trained[eager] = losses, [keras.ops.convert_to_numpy(w) for w in model.weights]
+    (traced_losses, traced_weights), (eager_losses, eager_weights) = trained["0"], trained["1"]
+    np.testing.assert_allclose(eager_losses, traced_losses, rtol=1e-5)
+    for a, b in zip(eager_weights, traced_weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -16,6 +16,15 @@ from painting_ml.learn.training import train  # noqa: E402
 pytestmark = pytest.mark.train
 
 
+@pytest.fixture(scope="module", autouse=True)
+def traced():
+    """The training engine's own tests run its steps traced, as production does."""
+    from conftest import traced_steps
+
+    with traced_steps():
+        yield
+
+
 def small_cfg(data, **kw):
     base = dict(data_dir=str(data), n_artists=3, backbone="resnet18", image_size=32, batch_size=16, epochs=3,
                 online_augment=False, augment=(), wandb=False, head_units=32, early_stopping_patience=0)

@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     keep_runs: int = Field(
         10, ge=0, description="Retention: the newest runs whose files painting_gc keeps, besides the champion and "
                               "every run a promotion decision names.")
+    run_eagerly: bool = Field(
+        False, description="Keras' run_eagerly for every training and prediction: the model's steps run op by op "
+                           "instead of being traced into a graph (TensorFlow) or compiled with jax.jit (JAX). Slower "
+                           "per step, but nothing to trace: for debugging a model, and for tiny trainings (a smoke "
+                           "run, the test suite), where tracing a step costs more than the steps themselves.")
     progress: bool | None = Field(
         None, description="Progress bars of long work (synth, ingest, augment, mosaics) on stderr: 1 shows them, 0 "
                           "hides them; unset: shown when stderr is a terminal.")

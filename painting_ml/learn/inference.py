@@ -17,6 +17,7 @@ import numpy as np
 
 from painting_ml.core import db
 from painting_ml.core.errors import DataError, PaintingMLError
+from painting_ml.core.settings import get_settings
 from painting_ml.learn.metrics import FloatArray, pair_scores, top_k
 
 
@@ -63,7 +64,9 @@ def load_run_model(run_id: int | None = None, url: str | None = None) -> RunMode
     model = keras.models.load_model(model_file, compile=False)
     outputs = {t: model.get_layer(t).output for t in classes}
     outputs["embedding"] = model.get_layer(EMBEDDING_LAYER).output
-    return RunModel(run_id, keras.Model(model.inputs, outputs), classes, run["config"], run["dataset_version_id"])
+    scorer = keras.Model(model.input, outputs)  # one image input: called with the images alone
+    scorer.run_eagerly = get_settings().run_eagerly
+    return RunModel(run_id, scorer, classes, run["config"], run["dataset_version_id"])
 
 
 def infer(rm: RunModel, paths: Sequence[str], batch_size: int | None = None) -> dict[str, FloatArray]:

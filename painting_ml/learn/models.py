@@ -14,6 +14,7 @@ from keras import ops
 
 from painting_ml.core.config import RunConfig
 from painting_ml.core.errors import ConfigError
+from painting_ml.core.settings import get_settings
 from painting_ml.core.weights import check_weights
 from painting_ml.learn import online_augment  # noqa: F401  (registers RandomAffine, so saved models load anywhere)
 from painting_ml.learn.accelerator import prepare_model, prepare_optimizer, replica_share
@@ -286,14 +287,17 @@ class MaskedAccuracy(keras.metrics.Metric):
 
 def compile_model(model: keras.Model, cfg: RunConfig, learning_rate: float | None = None,
                   jit_compile: bool | str = "auto") -> None:
-    """Compile with one masked, label-smoothed cross-entropy and one accuracy per target."""
+    """Compile with one masked, label-smoothed cross-entropy and one accuracy per target (op by op,
+    not traced, when the ``PAINTING_RUN_EAGERLY`` setting asks)."""
     n = {t: int(model.get_layer(t).units) for t in cfg.targets}
+    eager = get_settings().run_eagerly
     model.compile(
         optimizer=create_optimizer(cfg, learning_rate),
         loss={t: MaskedSparseCrossentropy(n[t], cfg.label_smoothing) for t in cfg.targets},
         loss_weights={t: cfg.loss_weight(t) for t in cfg.targets},
         metrics={t: [MaskedAccuracy(name="accuracy")] for t in cfg.targets},
-        jit_compile=jit_compile,
+        jit_compile=False if eager else jit_compile,
+        run_eagerly=eager,
     )
 
 
