@@ -184,3 +184,19 @@ def test_an_unknown_scheme_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="no storage backend"):
         ArtifactStore("nosuchscheme://bucket/x", tmp_path)
+
+
+def test_local_probes_of_several_processes_at_once_never_pull_a_folder_from_under_each_other(tmp_path):
+    """Runs starting together each probe the store (``check``); no probe may fail because another
+    probe cleaned up after itself, and the probes leave nothing behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = ArtifactStore((tmp_path / "artifacts").as_uri(), tmp_path)
+
+    def probe_often(_):
+        for _ in range(200):
+            store.check()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(probe_often, range(4)))
+    assert list((tmp_path / "artifacts").iterdir()) == []

@@ -144,14 +144,14 @@ class ArtifactStore:
         name = f"_probe/{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.txt"
         data = b"painting-ml store check\n"
         if self.is_local:
-            path = self.root / name
+            # In the store's own folder, which nothing removes: a probe folder one process removes
+            # after its probe could vanish under another process's probe being written.
+            path = self.root / name.replace("/", "-")
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                self.root.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
                 ok = path.read_bytes() == data
                 path.unlink()
-                with contextlib.suppress(OSError):  # another process may be probing too
-                    path.parent.rmdir()
             except OSError as exc:
                 raise StoreError(f"the artifact store {self.root} is not a writable folder ({exc.strerror or exc}): "
                                  "fix PAINTING_ARTIFACTS_URL (or PAINTING_HOME) or the folder's permissions") from None
