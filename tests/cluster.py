@@ -24,6 +24,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
+from conftest import PARSE_ONCE
+
 from painting_ml.orchestration.local_airflow import (
     Children,
     airflow_bin,
@@ -129,9 +131,7 @@ class Cluster:
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": f"painting-test-{secrets.token_hex(4)}:",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}",
             "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"result_extended": True}),
-            # The DAG files never change during a test: parsed once at start (tests/test_browser.py).
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3600",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
+            **PARSE_ONCE,
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "900",
             "PAINTING_DB_URL": painting_db_url,
             "PAINTING_ARTIFACTS_URL": f"s3://{bucket}/{prefix}",

@@ -41,8 +41,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # The tests' trainings are a few steps on a few dozen 32 px images, where tracing a step (TensorFlow)
 # costs more than running it op by op: the suite trains and predicts eagerly (Keras' run_eagerly),
-# which takes 40 % off test_training's time. The modules about the traced step itself train as
-# production does (traced_steps): test_training, test_data_parallel's children, test_e2e's DAG.
+# which takes 16 % off six training modules' time (docs/benchmarks.md). The modules about the traced
+# step itself train as production does (traced_steps): test_training, test_data_parallel's children,
+# test_e2e's DAG.
 os.environ.setdefault("PAINTING_RUN_EAGERLY", "1")
 
 
@@ -60,6 +61,13 @@ def _retrain_cron_far_from_now() -> str:
 
 
 os.environ.setdefault("PAINTING_RETRAIN_CRON", _retrain_cron_far_from_now())
+
+#: Airflow settings of the Airflows the tests start (tests/test_browser.py, tests/cluster.py): the DAG
+#: files never change during a test, so the dag-processor parses them once at start and not again.
+#: Re-parsing all five every few seconds keeps it busy (about 0.6 of a core on this machine, against
+#: 0.06 for the whole idle Airflow when they are parsed once), CPU the trainings under test are short of.
+PARSE_ONCE = {"AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3600",
+              "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600"}
 
 TIERS = ("unit", "db", "train", "e2e")
 #: pytest-timeout per tier (seconds), unless a test sets its own.

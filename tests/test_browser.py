@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import pytest
+from conftest import PARSE_ONCE
 
 from painting_ml.orchestration.local_airflow import airflow_bin
 
@@ -53,12 +54,6 @@ def browser():
     yield driver
     driver.quit()
 
-
-#: The DAG files never change during a test: the dag-processor parses them once at start and not again.
-#: Re-parsing all five every few seconds keeps it busy (about 0.6 of a core on this machine, against
-#: 0.06 for the whole idle Airflow when they are parsed once), CPU the trainings under test are short of.
-PARSE_ONCE = {"AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3600",
-              "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600"}
 
 #: The machine the local Airflow is sized for: two cores, as on a laptop or a small CI runner.
 CORES = 2

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import psycopg
 import pytest
+from conftest import traced_steps
 
 from painting_ml import pipeline  # noqa: E402
 from painting_ml.cli import main  # noqa: E402
@@ -19,8 +20,6 @@ pytestmark = pytest.mark.train
 @pytest.fixture(scope="module", autouse=True)
 def traced():
     """The training engine's own tests run its steps traced, as production does."""
-    from conftest import traced_steps
-
     with traced_steps():
         yield
 
