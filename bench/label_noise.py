@@ -11,7 +11,8 @@ a. **In-sample** (what a new user gets today): ``run`` (a config trained until i
    (the champion scores the whole catalog), and the ``possible_misattributions`` rule on those
    scores: catalog artist's probability < p and a rival's > q (the query's defaults 0.2 and 0.6).
 b. **Out-of-fold**: ``pipeline.audit_all`` (k folds, recipe ``full``: the same training config)
-   and cleanlab's ranking in ``label_issues``.
+   and cleanlab's ranking in ``label_issues`` (judged on the fold models' nearest-neighbour votes),
+   beside cleanlab's filters on the same fold models' probabilities.
 
 Both are scored on the paintings of the in-sample run's dataset version (what both were asked
 about): precision, recall and F1 over every planted flip there, and recall over the flips in the
@@ -82,8 +83,8 @@ def audit_rows(audit_id: int, url: str) -> tuple[list[str], list[dict[str, Any]]
     from painting_ml.learn.audit import audit_info
 
     with db.connect(url) as conn:
-        rows = conn.execute("SELECT filename, artist, probabilities FROM audit_predictions WHERE audit_id = %s "
-                            "ORDER BY filename", (audit_id,)).fetchall()
+        rows = conn.execute("SELECT filename, artist, probabilities, neighbour_votes FROM audit_predictions "
+                            "WHERE audit_id = %s ORDER BY filename", (audit_id,)).fetchall()
     return audit_info(audit_id, url)["artists"], rows
 
 
@@ -100,11 +101,12 @@ def other_filters(artists: list[str], rows: list[dict[str, Any]], judged: dict[s
     probs = np.asarray([r["probabilities"] for r in rows], dtype=np.float64)
     probs = probs / probs.sum(axis=1, keepdims=True)
     out = {}
-    for filter_by in ("prune_by_noise_rate", "both", "predicted_neq_given", "low_self_confidence",
-                      "low_normalized_margin"):
+    for filter_by in ("confident_learning", "prune_by_noise_rate", "both", "predicted_neq_given",
+                      "low_self_confidence", "low_normalized_margin"):
         ranked = find_label_issues(labels, probs, filter_by=filter_by, return_indices_ranked_by="self_confidence",
                                    n_jobs=1)
-        out[f"out-of-fold, cleanlab filter_by={filter_by}"] = [names[i] for i in ranked if names[i] in judged]
+        out[f"out-of-fold probabilities, cleanlab filter_by={filter_by}"] = [names[i] for i in ranked
+                                                                             if names[i] in judged]
     return out
 
 
@@ -119,8 +121,37 @@ def save_probabilities(path: Path, artists: list[str], rows: list[dict[str, Any]
     path.write_text(json.dumps({
         "artists": artists,
         "paintings": [{"filename": r["filename"], "artist": r["artist"], "true_artist": planted.get(r["filename"]),
-                       "split": judged.get(r["filename"]), "probabilities": list(r["probabilities"])}
+                       "split": judged.get(r["filename"]), "probabilities": list(r["probabilities"]),
+                       "neighbour_votes": r["neighbour_votes"]}
                       for r in rows]}))
+
+
+def save_fold_views(path: Path, audit_id: int, url: str, planted: dict[str, str]) -> None:
+    """Every fold model's probabilities and embeddings for *all* paintings of its fold version
+    (train, val and held-out), as ``.npz``: scores that use a fold model's view of the paintings
+    it trained on (a nearest-neighbour vote among them, say) can then be compared offline."""
+    import numpy as np
+
+    from painting_ml.data.derived import cached_paths, long_side_for
+    from painting_ml.data.versions import load_items
+    from painting_ml.learn.audit import audit_info
+    from painting_ml.learn.inference import infer, load_run_model
+
+    info = audit_info(audit_id, url)
+    out: dict[str, Any] = {"artists": np.asarray(info["artists"])}
+    for row in info["fold_rows"]:
+        fold = int(row["fold"])
+        rm = load_run_model(int(row["run_id"]), url)
+        _, items = load_items(int(row["dataset_version_id"]), url)
+        res = infer(rm, cached_paths(items, long_side_for(int(rm.config["image_size"])), url))
+        out[f"f{fold}_files"] = np.asarray([i.filename for i in items])
+        out[f"f{fold}_labels"] = np.asarray([i.artist for i in items])
+        out[f"f{fold}_true"] = np.asarray([planted.get(i.filename, i.artist) for i in items])
+        out[f"f{fold}_splits"] = np.asarray([i.split for i in items])
+        out[f"f{fold}_probs"] = np.asarray(res["artist"], dtype=np.float32)
+        out[f"f{fold}_emb"] = np.asarray(res["embedding"], dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **out)
 
 
 def run_config(args: argparse.Namespace, data: Path) -> Any:
@@ -259,13 +290,16 @@ def measure(args: argparse.Namespace, cfg: Any, planted: dict[str, str], url: st
     rows.append(score(f"in-sample: lowest label probability, top {len(oof)}", ranked[:len(oof)], flips, train_flips))
     rows.append(score(f"out-of-fold cleanlab (k={args.folds}), top {len(listed)}", oof[:len(listed)], flips,
                       train_flips))
-    rows.append(score(f"out-of-fold cleanlab (k={args.folds}), its flagged list", oof, flips, train_flips))
+    rows.append(score(f"out-of-fold cleanlab (k={args.folds}), the library's list (neighbour votes)", oof, flips,
+                      train_flips))
     artists, predictions = audit_rows(audit["audit_id"], url)
     for method, listed_other in other_filters(artists, predictions, judged).items():
         rows.append(score(method, listed_other, flips, train_flips))
     if args.save_probs:
         save_probabilities(Path(args.save_probs) / f"{out['kind']}-{out['share']:g}-seed{args.seed}.json",
                            artists, predictions, judged, planted)
+        save_fold_views(Path(args.save_probs) / f"{out['kind']}-{out['share']:g}-seed{args.seed}-folds.npz",
+                        audit["audit_id"], url, planted)
     if args.skip_retrain:
         return
     top = len(listed) if args.relabel == "same" else len(oof)

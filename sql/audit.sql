@@ -40,7 +40,8 @@ SELECT filename, sha256 FROM paintings WHERE data_root = %(root)s AND filename =
 DELETE FROM audit_predictions WHERE audit_id = %(audit)s AND fold = %(fold)s;
 
 -- name: copy_predictions
-COPY audit_predictions (audit_id, data_root, filename, fold, artist, probabilities, embedding, sha256) FROM STDIN;
+COPY audit_predictions (audit_id, data_root, filename, fold, artist, probabilities, neighbour_votes, embedding, sha256)
+FROM STDIN;
 
 -- name: fold_predicted
 -- The audit is 'predicted' once every fold is (a ranked audit stays ranked when a fold is redone).
@@ -56,7 +57,7 @@ UPDATE audits SET status = 'failed', summary = %(summary)s, finished_at = now()
 WHERE id = %(id)s AND status <> 'ranked';
 
 -- name: predictions_of_audit
-SELECT data_root, filename, fold, artist, probabilities FROM audit_predictions
+SELECT data_root, filename, fold, artist, probabilities, neighbour_votes FROM audit_predictions
 WHERE audit_id = %(id)s ORDER BY data_root, filename;
 
 -- name: fold_figures

@@ -84,17 +84,52 @@ def test_every_painting_is_judged_by_the_one_model_that_never_saw_it(audited):
         hashes = conn.execute("SELECT count(*) FROM audit_predictions p JOIN paintings q USING (data_root, filename) "
                               "WHERE p.audit_id = %s AND p.sha256 = q.sha256", (audit_id,)).fetchone()[0]
         dims = conn.execute("SELECT DISTINCT array_length(probabilities, 1), "
-                            "round(sqrt((SELECT sum(x * x) FROM unnest(embedding) x))::numeric, 3) "
+                            "round(sqrt((SELECT sum(x * x) FROM unnest(embedding) x))::numeric, 3), "
+                            "array_length(neighbour_votes, 1), "
+                            "round((SELECT sum(x) FROM unnest(neighbour_votes) x)::numeric, 6) "
                             "FROM audit_predictions WHERE audit_id = %s", (audit_id,)).fetchall()
     assert n_pred == n_distinct == audited_set == audited["out"]["audited"] > 30
     assert seen_by_own_model == 0 and held_out_by_own_model == n_pred
     assert trained_by_others == n_pred * (K - 1)
     assert hashes == n_pred  # the file each model saw
-    assert dims == [(3, 1)]  # three artists' probabilities, unit-length embeddings
+    assert dims == [(3, 1, 3, 1)]  # three artists' probabilities and vote shares, unit-length embeddings
     # The library's own guard: the held-out paintings of a fold are none of its run's train/val ones.
     for fold in range(K):
         run_id, items = held_out_items(audit_id, fold, audited["url"])
         assert items and all(i.split == "test" for i in items)
+
+
+def test_the_neighbours_that_vote_are_the_paintings_the_fold_model_trained_on(audited):
+    from painting_ml.learn.audit import training_items
+
+    audit_id = audited["out"]["audit_id"]
+    for fold in range(K):
+        _, held_out = held_out_items(audit_id, fold, audited["url"])
+        voters = training_items(audit_id, fold, audited["url"])
+        assert voters and {i.split for i in voters} == {"train"}
+        assert not {i.filename for i in voters} & {i.filename for i in held_out}
+
+
+@pytest.mark.unit
+def test_neighbour_votes_count_the_labels_of_the_k_nearest_references():
+    import numpy as np
+
+    from painting_ml.learn.audit import neighbour_votes
+
+    refs = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9]])
+    labels = np.array([0, 0, 1, 2, 2])
+    queries = np.array([[2.0, 0.1], [0.05, 1.0], [0.0, 0.0]])  # length does not matter (cosine)
+    votes = neighbour_votes(queries, refs, labels, 3, k=3)
+    assert np.allclose(votes[0], [2 / 3, 1 / 3, 0]) and np.allclose(votes[1], [0, 1 / 3, 2 / 3])
+    assert np.allclose(votes.sum(axis=1), 1.0)  # a zero embedding still gets k votes
+    rng = np.random.default_rng(0)
+    q, r, y = rng.normal(size=(50, 8)), rng.normal(size=(30, 8)), rng.integers(0, 4, 30)
+    assert np.array_equal(neighbour_votes(q, r, y, 4, chunk=7), neighbour_votes(q, r, y, 4))  # chunks change nothing
+    assert np.allclose(neighbour_votes(q[:2], r[:2], y[:2], 4, k=5).sum(axis=1), 1.0)  # fewer references than k
+    with pytest.raises(ValueError, match="references"):
+        neighbour_votes(q, r[:0], y[:0], 4)
+    with pytest.raises(ValueError, match="values"):
+        neighbour_votes(q[:, :3], r, y, 4)
 
 
 def test_the_audit_is_ranked_and_stored(audited):
@@ -112,6 +147,7 @@ def test_the_audit_is_ranked_and_stored(audited):
     assert runs == [("trained", "audit", "true", "audit")] * K  # never evaluated: never a candidate
     assert len(issues) == out["audited"] and sum(i[2] for i in issues) == out["flagged"]
     assert summary["seconds_per_fold"] > 0 and len(summary["folds"]) == K
+    assert summary["cleanlab"]["judged"] == "neighbour_votes"
     quality = {f: q for f, q, _, _ in issues}
     flipped = [quality[f] for f in audited["flips"] if f in quality]
     rest = [q for f, q in quality.items() if f not in audited["flips"]]

@@ -55,6 +55,41 @@ def test_a_clean_catalog_flags_little():
     assert len(ranked) <= 0.05 * len(labels)
 
 
+def test_with_neighbour_votes_cleanlab_judges_the_votes_and_the_probabilities_break_ties():
+    from cleanlab.filter import find_label_issues
+
+    labels, probs, true, flipped = _oof(seed=5)
+    # Fitted-model probabilities: every painting near-certain of its true artist, so each artist's
+    # threshold sits near 1 and confident learning on them misses the flips it plainly disputes.
+    sharp = np.full_like(probs, 1e-4)
+    sharp[np.arange(len(true)), true] = 1.0
+    sharp[list(flipped), true[list(flipped)]] = 0.9  # disputed, but below the ~0.9997 threshold
+    sharp[list(flipped), labels[list(flipped)]] = 0.1
+    # Vote shares (k=5) that do not saturate: most paintings 4 or 5 of 5 votes for their artist.
+    rng = np.random.default_rng(5)
+    votes = np.zeros_like(probs)
+    mine = rng.choice([0.6, 0.8, 1.0], len(true), p=[0.2, 0.4, 0.4])
+    mine[list(flipped)] = 1.0  # a flip sits among its true artist's paintings
+    votes[np.arange(len(true)), true] = mine
+    votes[np.arange(len(true)), (true + 1) % len(ARTISTS)] += 1.0 - mine
+    ranked_sharp, _, _ = find_issues(labels, sharp)
+    ranked, quality, suggested = find_issues(labels, sharp, votes)
+    assert len(set(ranked_sharp.tolist()) & flipped) < len(flipped)
+    assert set(ranked.tolist()) >= flipped  # every flip, on the votes
+    expected = np.flatnonzero(find_label_issues(labels, votes / votes.sum(1, keepdims=True) + 0,
+                                                filter_by="confident_learning"))
+    assert sorted(ranked.tolist()) == sorted(expected.tolist())
+    assert np.allclose(quality, votes[np.arange(len(labels)), labels], atol=1e-6)  # the label's vote share
+    # Flagged in order of vote share, equal shares by the label's probability.
+    keys = [(round(quality[i], 6), sharp[i, labels[i]]) for i in ranked]
+    assert keys == sorted(keys)
+    assert all(suggested[i] == true[i] for i in flipped)
+    # Two artists with equal votes: the more probable is suggested.
+    tie_votes = np.array([[0.2, 0.4, 0.4, 0.0]])
+    tie_probs = np.array([[0.1, 0.3, 0.5, 0.1]])
+    assert find_issues(np.array([0]), tie_probs, tie_votes)[2].tolist() == [2]
+
+
 # --- stored: an audit with known out-of-fold rows -------------------------------------------------
 def _audit_rows(url, labels, probs, root="/d"):
     files = [f"{i:03d}.jpg" for i in range(len(labels))]
@@ -138,6 +173,30 @@ def test_stored_ranking_is_idempotent_and_feeds_possible_misattributions(clean_d
                      "VALUES ('/d', %s, 'keep', %s, 'alice', %s)", (settled, rows[0][1], f"sha-{settled}"))
     _, after = run_query("possible_misattributions", None, clean_db)
     assert [r[0] for r in after] == [r[0] for r in rows[1:]]
+
+
+@pytest.mark.db
+def test_an_audit_with_neighbour_votes_is_ranked_on_them(clean_db):
+    labels, probs, true, flipped = _oof(n_per=20, flips=5, seed=3)
+    audit, files = _audit_rows(clean_db, labels, probs)
+    votes = np.zeros_like(probs)
+    votes[np.arange(len(true)), true] = 1.0
+    with psycopg.connect(clean_db) as conn:
+        for f, v in zip(files, votes, strict=True):
+            conn.execute("UPDATE audit_predictions SET neighbour_votes = %s WHERE audit_id = %s AND filename = %s",
+                         (v.tolist(), audit, f))
+    summary = rank_label_issues(audit, clean_db)
+    with psycopg.connect(clean_db) as conn:
+        flagged = {r[0]: r[1] for r in conn.execute(
+            "SELECT filename, suggested_artist FROM label_issues WHERE audit_id = %s AND is_issue", (audit,))}
+    assert summary["cleanlab"]["judged"] == "neighbour_votes"
+    assert set(flagged) == {files[i] for i in flipped}  # every vote against the label, nothing else
+    assert all(flagged[files[i]] == ARTISTS[true[i]] for i in flipped)
+    # One row without votes (an audit from before them): the probabilities are judged, for every row.
+    with psycopg.connect(clean_db) as conn:
+        conn.execute("UPDATE audit_predictions SET neighbour_votes = NULL WHERE audit_id = %s AND filename = %s",
+                     (audit, files[0]))
+    assert rank_label_issues(audit, clean_db)["cleanlab"]["judged"] == "probabilities"
 
 
 @pytest.mark.db

@@ -6,7 +6,13 @@ that fold's dataset version (:mod:`painting_ml.data.folds`), with the run key
 ``purpose`` 'audit', which keeps it out of every "latest run" pick and out of the champion's
 way), then scores the fold's held-out paintings with that model: each painting's probabilities
 come from the one model that never saw it, which is what confident learning needs
-(:mod:`painting_ml.results.label_issues` ranks them).
+(:mod:`painting_ml.results.label_issues` ranks them). The same model also places each held-out
+painting among the paintings it trained on: the labels of its :data:`NEIGHBOURS` nearest
+training paintings in the model's embedding space vote on its artist (a deep k-nearest-neighbour
+estimate, Bahri et al., ICML 2020). A network that trained to fit its training set is confident
+far beyond its accuracy, so a wrong label the fold model plainly disagrees with can still fall
+short of cleanlab's per-class confidence thresholds; the vote shares are not stretched that way,
+and cleanlab ranks from them (docs/benchmarks.md, "Label noise").
 
 Recipes: ``full`` trains with the recipe in force; ``head`` freezes the backbone (the config's
 weights) and trains the head only — k trainings at the cost of little more than k passes of
@@ -28,6 +34,9 @@ from painting_ml.core.errors import ConfigError, PaintingMLError
 from painting_ml.data.selection import Selection
 
 log = logging.getLogger(__name__)
+
+#: How many of a fold's training paintings vote on each of its held-out paintings.
+NEIGHBOURS = 5
 
 
 class Recipe(StrEnum):
@@ -177,10 +186,59 @@ def held_out_items(audit_id: int, fold: int, url: str | None = None) -> tuple[in
     return int(run["run_id"]), held_out
 
 
+def neighbour_votes(queries: np.ndarray, references: np.ndarray, reference_labels: np.ndarray, classes: int,
+                    k: int = NEIGHBOURS, chunk: int = 1024) -> np.ndarray:
+    """Each query's vote shares: the fraction of its ``k`` nearest references (cosine similarity
+    of the embeddings; ties to the lower reference index) that carry each label.
+
+    Args:
+        queries: ``(n, d)`` embeddings of the paintings judged.
+        references: ``(m, d)`` embeddings of the paintings the model trained on.
+        reference_labels: ``(m,)`` their class ids (the labels the model trained with).
+        classes: the number of classes (the width of a row).
+        k: voters per query (all ``m`` when there are fewer).
+        chunk: queries compared at once (bounds the similarity matrix to ``chunk x m``).
+
+    Returns:
+        ``(n, classes)`` vote shares; each row sums to 1.
+
+    Raises:
+        ValueError: no references, or embeddings of different widths.
+    """
+    q = np.asarray(queries, dtype=np.float64)
+    r = np.asarray(references, dtype=np.float64)
+    labels = np.asarray(reference_labels, dtype=np.int64)
+    if len(r) == 0 or len(labels) != len(r):
+        raise ValueError(f"neighbour_votes needs references with one label each ({len(r)} references, "
+                         f"{len(labels)} labels)")
+    if len(q) and q.shape[1] != r.shape[1]:
+        raise ValueError(f"query embeddings have {q.shape[1]} values, references {r.shape[1]}")
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    r = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
+    k = min(k, len(r))
+    votes = np.zeros((len(q), classes), dtype=np.float64)
+    for start in range(0, len(q), chunk):
+        sims = q[start:start + chunk] @ r.T
+        nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        rows = np.repeat(np.arange(len(nearest)) + start, k)
+        np.add.at(votes, (rows, labels[nearest].ravel()), 1.0 / k)
+    return votes
+
+
+def training_items(audit_id: int, fold: int, url: str | None = None) -> list[Any]:
+    """The paintings fold ``fold``'s model trained on (its version's train split), with the
+    labels it trained with: the voters of :func:`neighbour_votes`."""
+    from painting_ml.data.versions import load_items
+
+    _, items = load_items(fold_version(audit_id, fold, url), url)
+    return [i for i in items if i.split == "train"]
+
+
 def predict_fold(audit_id: int, fold: int, url: str | None = None) -> dict[str, Any]:
     """Score fold ``fold``'s held-out paintings with the fold's model (their image-cache copies,
-    the pixels training read) and store their probabilities and unit-length embeddings (replacing
-    the fold's earlier rows: idempotent).
+    the pixels training read) and store their probabilities, their nearest-neighbour votes among
+    the fold's training paintings (:func:`neighbour_votes`, the training paintings' embeddings by
+    the same model) and unit-length embeddings (replacing the fold's earlier rows: idempotent).
 
     Returns:
         ``{"fold", "run_id", "paintings", "accuracy"}`` (accuracy: the catalog label is the top artist).
@@ -194,11 +252,15 @@ def predict_fold(audit_id: int, fold: int, url: str | None = None) -> dict[str, 
     if rm.classes["artist"] != info["artists"]:
         raise PaintingMLError(f"fold {fold}'s model (run {run_id}) has classes {rm.classes['artist']}, not the "
                               f"audit's {info['artists']}; audit again with a new audit key")
-    paths = cached_paths(held_out, long_side_for(int(rm.config["image_size"])), url)
-    out = infer(rm, paths)
+    long_side = long_side_for(int(rm.config["image_size"]))
+    out = infer(rm, cached_paths(held_out, long_side, url))
     probs = np.asarray(out["artist"], dtype=np.float64)
     emb = np.asarray(out["embedding"], dtype=np.float64)
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    trained = training_items(audit_id, fold, url)
+    references = infer(rm, cached_paths(trained, long_side, url))["embedding"]
+    votes = neighbour_votes(emb, references, np.asarray([info["artists"].index(i.artist) for i in trained]),
+                            len(info["artists"]))
     root = info["data_root"]
     with db.connect(url) as conn:
         sha = {r["filename"]: r["sha256"] for r in db.fetch_dicts(
@@ -207,7 +269,7 @@ def predict_fold(audit_id: int, fold: int, url: str | None = None) -> dict[str, 
         with conn.cursor() as cur, cur.copy(db.sql("audit", "copy_predictions")) as copy:
             for n, item in enumerate(held_out):
                 copy.write_row((audit_id, item.data_root or root, item.filename, fold, item.artist,
-                                probs[n].tolist(), emb[n].tolist(), sha.get(item.filename)))
+                                probs[n].tolist(), votes[n].tolist(), emb[n].tolist(), sha.get(item.filename)))
         conn.execute(db.sql("audit", "fold_predicted"), {"audit": audit_id, "fold": fold})
     labels = np.asarray([info["artists"].index(i.artist) for i in held_out])
     accuracy = float((probs.argmax(axis=1) == labels).mean()) if len(labels) else 0.0

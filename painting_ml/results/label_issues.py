@@ -1,18 +1,25 @@
 """Rank an audit's label issues with cleanlab's confident learning.
 
-The input is every audited painting's out-of-fold probabilities (``audit_predictions``, see
-:mod:`painting_ml.learn.audit`). ``cleanlab.filter.find_label_issues`` estimates, per class, the
-probability a painting of that label must reach to count as confidently that class (the class's
-mean self-confidence), counts the confident disagreements into a joint of given vs. likely true
-artist, and flags the paintings counted off its diagonal (``confident_learning``: confidently
-another artist than their label). On the label-noise benchmark this filter lists no more false
-flags than ``prune_by_noise_rate`` and finds as many wrong labels (docs/benchmarks.md).
-``cleanlab.rank.get_label_quality_scores`` gives every painting a label-quality score
-(self-confidence: the probability of its catalog artist; low = suspicious).
+The input is every audited painting's out-of-fold evidence (``audit_predictions``, see
+:mod:`painting_ml.learn.audit`): the probabilities of the fold model that never saw it and the
+vote shares of its nearest training paintings in that model's embedding space.
+``cleanlab.filter.find_label_issues`` estimates, per class, the share a painting of that label must
+reach to count as confidently that class (the class's mean self-confidence), counts the confident
+disagreements into a joint of given vs. likely true artist, and flags the paintings counted off its
+diagonal (``confident_learning``: confidently another artist than their label).
 
-Each audited painting gets a ``label_issues`` row: its quality, whether it is flagged, its rank
-among the flagged (1 = most likely wrong) and the suggested artist (the most probable other
-artist). Ranking again replaces the rows (and keeps rendered evidence).
+cleanlab judges the vote shares where the audit has them (every audit since migration 0016), the
+probabilities otherwise. A fold model trained until it fits its training set is sure of nearly
+every painting, so each artist's threshold sits near 1 and a wrong label its model plainly
+disputes (0.9 for the true artist) can stay unflagged; the vote shares do not saturate. On the
+label-noise benchmark this finds more of the wrong labels the next retrain would learn at the same
+precision (docs/benchmarks.md, "Label noise").
+
+Each audited painting gets a ``label_issues`` row: its quality (self-confidence: the share of its
+catalog artist in the evidence cleanlab judged; low = suspicious), whether it is flagged, its rank
+among the flagged (1 = most likely wrong: lowest quality, then lowest probability of its artist)
+and the suggested artist (the strongest other artist, ties to the more probable). Ranking again
+replaces the rows (and keeps rendered evidence).
 """
 
 from __future__ import annotations
@@ -32,17 +39,19 @@ from painting_ml.core.errors import PaintingMLError
 log = logging.getLogger(__name__)
 
 #: cleanlab's settings, recorded in each audit's summary.
-CLEANLAB_SETTINGS: dict[str, Any] = {"filter_by": "confident_learning", "return_indices_ranked_by": "self_confidence",
-                                     "quality_method": "self_confidence"}
+CLEANLAB_SETTINGS: dict[str, Any] = {"filter_by": "confident_learning", "quality_method": "self_confidence"}
 
 
-def find_issues(labels: NDArray[np.int64], pred_probs: NDArray[np.float64]) -> tuple[
-        NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
-    """cleanlab's verdict on out-of-fold probabilities.
+def find_issues(labels: NDArray[np.int64], pred_probs: NDArray[np.float64],
+                votes: NDArray[np.float64] | None = None) -> tuple[NDArray[np.int64], NDArray[np.float64],
+                                                                   NDArray[np.int64]]:
+    """cleanlab's verdict on out-of-fold evidence.
 
     Args:
         labels: the catalog's class id per painting.
         pred_probs: out-of-fold probabilities, one row per painting (rows sum to 1).
+        votes: out-of-fold nearest-neighbour vote shares in the same layout, when the audit has
+            them: cleanlab then judges these, and the probabilities break ties.
 
     Returns:
         ``(ranked, quality, suggested)``: the indexes of the flagged paintings, most likely wrong
@@ -51,16 +60,22 @@ def find_issues(labels: NDArray[np.int64], pred_probs: NDArray[np.float64]) -> t
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    probs = np.asarray(pred_probs, dtype=np.float64)
-    probs = probs / probs.sum(axis=1, keepdims=True)  # float32 softmax rows, summed in float64
+    probs = _rows(pred_probs)  # float32 softmax rows, summed in float64
+    evidence = probs if votes is None else _rows(np.asarray(votes, dtype=np.float64) + 1e-9)
     labels = np.asarray(labels, dtype=np.int64)
-    ranked = np.asarray(find_label_issues(labels, probs, filter_by=CLEANLAB_SETTINGS["filter_by"],
-                                          return_indices_ranked_by=CLEANLAB_SETTINGS["return_indices_ranked_by"],
-                                          n_jobs=1), dtype=np.int64)
-    quality = np.asarray(get_label_quality_scores(labels, probs, method=CLEANLAB_SETTINGS["quality_method"]))
-    others = probs.copy()
+    flagged = np.asarray(find_label_issues(labels, evidence, filter_by=CLEANLAB_SETTINGS["filter_by"], n_jobs=1))
+    flagged = np.flatnonzero(flagged)
+    quality = np.asarray(get_label_quality_scores(labels, evidence, method=CLEANLAB_SETTINGS["quality_method"]))
+    own = probs[np.arange(len(labels)), labels]
+    ranked = flagged[np.lexsort((flagged, own[flagged], quality[flagged]))]
+    others = evidence + 1e-3 * probs  # a vote share differs by at least 1/k: the probabilities only break ties
     others[np.arange(len(labels)), labels] = -1.0
-    return ranked, quality, others.argmax(axis=1)
+    return ranked.astype(np.int64), quality, others.argmax(axis=1)
+
+
+def _rows(values: Any) -> NDArray[np.float64]:
+    out = np.asarray(values, dtype=np.float64)
+    return out / out.sum(axis=1, keepdims=True)
 
 
 def rank_label_issues(audit_id: int, url: str | None = None) -> dict[str, Any]:
@@ -88,7 +103,9 @@ def rank_label_issues(audit_id: int, url: str | None = None) -> dict[str, Any]:
     index = {a: i for i, a in enumerate(artists)}
     labels = np.asarray([index[r["artist"]] for r in rows], dtype=np.int64)
     probs = np.asarray([r["probabilities"] for r in rows], dtype=np.float64)
-    ranked, quality, suggested = find_issues(labels, probs)
+    by_votes = all(r["neighbour_votes"] is not None for r in rows)
+    votes = np.asarray([r["neighbour_votes"] for r in rows], dtype=np.float64) if by_votes else None
+    ranked, quality, suggested = find_issues(labels, probs, votes)
     rank_of = {int(i): n + 1 for n, i in enumerate(ranked)}
     issues = [{"audit": audit_id, "root": r["data_root"], "file": r["filename"], "artist": r["artist"],
                "suggested": artists[int(suggested[n])], "quality": float(quality[n]), "issue": n in rank_of,
@@ -102,7 +119,9 @@ def rank_label_issues(audit_id: int, url: str | None = None) -> dict[str, Any]:
                    "train_seconds": None if f["train_seconds"] is None else round(float(f["train_seconds"]), 2)}
                   for f in folds],
         "seconds_per_fold": _mean([f["train_seconds"] for f in folds]),
-        "recipe": info["recipe"], "cleanlab": {**CLEANLAB_SETTINGS, "version": _cleanlab_version()},
+        "recipe": info["recipe"],
+        "cleanlab": {**CLEANLAB_SETTINGS, "judged": "neighbour_votes" if by_votes else "probabilities",
+                     "version": _cleanlab_version()},
     }
     with db.connect(url) as conn:
         with conn.cursor() as cur:
