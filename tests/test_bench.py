@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -28,9 +29,13 @@ def test_label_noise_benchmark_runs_at_smoke_size(tmp_path):
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| 10% uniform |" in out.stdout
-    assert "out-of-fold cleanlab (k=2), its flagged list" in out.stdout
+    assert "out-of-fold cleanlab (k=2), the library's list (neighbour votes)" in out.stdout
+    assert "out-of-fold probabilities, cleanlab filter_by=confident_learning" in out.stdout
     assert "RATIO" in out.stdout and "not run" not in out.stdout
     saved = json.loads((tmp_path / "uniform-0.1-seed0.json").read_text())
     assert len(saved["artists"]) == 3 and saved["paintings"]
-    assert all(len(p["probabilities"]) == 3 for p in saved["paintings"])
+    assert all(len(p["probabilities"]) == len(p["neighbour_votes"]) == 3 for p in saved["paintings"])
+    views = np.load(tmp_path / "uniform-0.1-seed0-folds.npz")  # each fold model's view of its whole version
+    assert {"f0_splits", "f1_emb"} <= set(views.files)
+    assert set(views["f0_splits"]) >= {"train", "test"} and len(views["f1_emb"]) == len(views["f1_files"])
     assert any(p["true_artist"] for p in saved["paintings"]), "the planted wrong labels carry their true artist"
