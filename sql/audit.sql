@@ -86,12 +86,17 @@ DELETE FROM label_issues i WHERE i.audit_id = %(audit)s
 UPDATE audits SET status = 'ranked', summary = %(summary)s, finished_at = now() WHERE id = %(id)s;
 
 -- name: top_issues
--- The audit's flagged paintings by rank, with the probabilities of both artists.
+-- The audit's flagged paintings by rank, with both artists' probabilities and neighbour votes
+-- (the votes NULL for an audit from before migration 0016).
 SELECT i.rank, i.filename, i.catalog_artist, i.suggested_artist, i.quality,
        p.probabilities[(SELECT n FROM jsonb_array_elements_text(v.artists) WITH ORDINALITY e(name, n)
                         WHERE e.name = i.catalog_artist)] AS catalog_probability,
        p.probabilities[(SELECT n FROM jsonb_array_elements_text(v.artists) WITH ORDINALITY e(name, n)
                         WHERE e.name = i.suggested_artist)] AS suggested_probability,
+       p.neighbour_votes[(SELECT n FROM jsonb_array_elements_text(v.artists) WITH ORDINALITY e(name, n)
+                          WHERE e.name = i.catalog_artist)] AS catalog_votes,
+       p.neighbour_votes[(SELECT n FROM jsonb_array_elements_text(v.artists) WITH ORDINALITY e(name, n)
+                          WHERE e.name = i.suggested_artist)] AS suggested_votes,
        i.data_root
 FROM label_issues i
 JOIN audits a ON a.id = i.audit_id

@@ -12,14 +12,19 @@ WHERE a.id = %(audit)s;
 
 -- name: flagged
 -- The flagged paintings by rank (the most likely mislabelled first), each with the fold model that
--- held it out, its embedding, its duplicate group and the out-of-fold probabilities of both artists
--- (the probabilities are in the order of the audit's dataset version artists). limit NULL: all.
+-- held it out, its embedding, its duplicate group and the out-of-fold probabilities and neighbour
+-- votes of both artists (both in the order of the audit's dataset version artists; the votes NULL
+-- for an audit from before migration 0016). limit NULL: all.
 SELECT i.data_root, i.filename, i.catalog_artist, i.suggested_artist, i.quality, i.rank, i.evidence,
        p.fold, f.run_id, p.embedding, g.group_key,
        p.probabilities[(SELECT t.n::int FROM jsonb_array_elements_text(dv.artists) WITH ORDINALITY t(name, n)
                         WHERE t.name = i.catalog_artist)] AS catalog_probability,
        p.probabilities[(SELECT t.n::int FROM jsonb_array_elements_text(dv.artists) WITH ORDINALITY t(name, n)
-                        WHERE t.name = i.suggested_artist)] AS suggested_probability
+                        WHERE t.name = i.suggested_artist)] AS suggested_probability,
+       p.neighbour_votes[(SELECT t.n::int FROM jsonb_array_elements_text(dv.artists) WITH ORDINALITY t(name, n)
+                          WHERE t.name = i.catalog_artist)] AS catalog_votes,
+       p.neighbour_votes[(SELECT t.n::int FROM jsonb_array_elements_text(dv.artists) WITH ORDINALITY t(name, n)
+                          WHERE t.name = i.suggested_artist)] AS suggested_votes
 FROM label_issues i
 JOIN audits a ON a.id = i.audit_id
 JOIN dataset_versions dv ON dv.id = a.dataset_version_id

@@ -148,6 +148,10 @@ def test_the_audit_is_ranked_and_stored(audited):
     assert len(issues) == out["audited"] and sum(i[2] for i in issues) == out["flagged"]
     assert summary["seconds_per_fold"] > 0 and len(summary["folds"]) == K
     assert summary["cleanlab"]["judged"] == "neighbour_votes"
+    # Each flagged painting shows both artists' shares of the votes (fifths: 5 neighbours).
+    shares = [(t["catalog_votes"], t["suggested_votes"]) for t in out["top_issues"]]
+    assert len(shares) == min(out["flagged"], 10)
+    assert all(c + s_ <= 1 + 1e-9 and round(5 * c, 6) % 1 == 0 == round(5 * s_, 6) % 1 for c, s_ in shares)
     quality = {f: q for f, q, _, _ in issues}
     flipped = [quality[f] for f in audited["flips"] if f in quality]
     rest = [q for f, q in quality.items() if f not in audited["flips"]]
@@ -193,7 +197,7 @@ def test_a_rerun_with_the_same_key_resumes_and_changes_nothing(audited, capsys):
     assert main(["audit", "--data-dir", str(audited["cfg"].data_dir), "--preset", "cpu", "--n-artists", "3",
                  "--folds", str(K), "--recipe", "full", "--audit-key", "test:audit"]) == 0
     printed = capsys.readouterr().out
-    assert printed.split()[:4] == ["rank", "filename", "catalog_artist", "p_catalog"]
+    assert printed.split()[:5] == ["rank", "filename", "catalog_artist", "p_catalog", "votes_catalog"]
     assert f"audit {out['audit_id']} (test:audit): {out['flagged']} of {out['audited']} paintings flagged" in printed
     with psycopg.connect(audited["url"]) as conn:
         assert conn.execute("SELECT count(*) FROM runs WHERE purpose = 'audit'").fetchone()[0] == K

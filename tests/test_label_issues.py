@@ -159,6 +159,7 @@ def test_stored_ranking_is_idempotent_and_feeds_possible_misattributions(clean_d
     assert {r[-1] for r in rows} == {f"audit {audit} (out-of-fold)"}
     top = top_issues(audit, 3, clean_db)
     assert [t["filename"] for t in top] == [f for _, f in flagged[:3]]
+    assert all(t["catalog_votes"] is None for t in top)  # an audit without neighbour votes
     i = files.index(rows[0][0])
     assert float(rows[0][2]) == pytest.approx(probs[i, labels[i]], abs=1e-3)
     assert float(rows[0][4]) == pytest.approx(probs[i, ARTISTS.index(rows[0][3])], abs=1e-3)
@@ -192,6 +193,9 @@ def test_an_audit_with_neighbour_votes_is_ranked_on_them(clean_db):
     assert summary["cleanlab"]["judged"] == "neighbour_votes"
     assert set(flagged) == {files[i] for i in flipped}  # every vote against the label, nothing else
     assert all(flagged[files[i]] == ARTISTS[true[i]] for i in flipped)
+    # The list a curator reads shows both artists' shares of the votes.
+    top = top_issues(audit, 10, clean_db)
+    assert [(t["catalog_votes"], t["suggested_votes"]) for t in top] == [(0.0, 1.0)] * len(flipped)
     # One row without votes (an audit from before them): the probabilities are judged, for every row.
     with psycopg.connect(clean_db) as conn:
         conn.execute("UPDATE audit_predictions SET neighbour_votes = NULL WHERE audit_id = %s AND filename = %s",

@@ -71,12 +71,14 @@ def _audit_key(text: str) -> str:
 
 
 def format_issues(rows: list[dict[str, Any]]) -> str:
-    """The top issues as a text table: rank, painting, both artists and their probabilities."""
+    """The top issues as a text table: rank, painting, both artists with their probabilities and
+    their shares of the neighbour votes (blank for an audit from before the votes), quality."""
     if not rows:
         return "no label issues found"
-    columns = ["rank", "filename", "catalog_artist", "p_catalog", "suggested_artist", "p_suggested", "quality"]
-    cells = [[r["rank"], r["filename"], r["catalog_artist"], r["catalog_probability"], r["suggested_artist"],
-              r["suggested_probability"], r["quality"]] for r in rows]
+    columns = ["rank", "filename", "catalog_artist", "p_catalog", "votes_catalog", "suggested_artist", "p_suggested",
+               "votes_suggested", "quality"]
+    cells = [[r["rank"], r["filename"], r["catalog_artist"], r["catalog_probability"], r.get("catalog_votes"),
+              r["suggested_artist"], r["suggested_probability"], r.get("suggested_votes"), r["quality"]] for r in rows]
     return table(columns, cells, floatfmt=".3f")
 
 
