@@ -89,9 +89,10 @@ def audit_rows(audit_id: int, url: str) -> tuple[list[str], list[dict[str, Any]]
 
 
 def other_filters(artists: list[str], rows: list[dict[str, Any]], judged: dict[str, str]) -> dict[str, list[str]]:
-    """The same out-of-fold probabilities (:func:`audit_rows`) through cleanlab's other filters
-    and through plain disagreement (the out-of-fold prediction is not the catalog artist), each
-    ranked by self-confidence: what the library's choice of filter costs or gains."""
+    """The same out-of-fold evidence (:func:`audit_rows`: the probabilities, and the neighbour
+    votes with the probabilities breaking ties) through each of cleanlab's filters, plain
+    disagreement (``predicted_neq_given``: the top artist is not the catalog's) included, each
+    ranked by self-confidence: what the library's choice of evidence and filter costs or gains."""
     import numpy as np
     from cleanlab.filter import find_label_issues
 
@@ -100,13 +101,18 @@ def other_filters(artists: list[str], rows: list[dict[str, Any]], judged: dict[s
     labels = np.asarray([index[r["artist"]] for r in rows], dtype=np.int64)
     probs = np.asarray([r["probabilities"] for r in rows], dtype=np.float64)
     probs = probs / probs.sum(axis=1, keepdims=True)
+    evidence = {"probabilities": probs}
+    if all(r["neighbour_votes"] is not None for r in rows):
+        votes = np.asarray([r["neighbour_votes"] for r in rows], dtype=np.float64) + 1e-3 * probs  # ties: probs
+        evidence["neighbour votes"] = votes / votes.sum(axis=1, keepdims=True)
     out = {}
-    for filter_by in ("confident_learning", "prune_by_noise_rate", "both", "predicted_neq_given",
-                      "low_self_confidence", "low_normalized_margin"):
-        ranked = find_label_issues(labels, probs, filter_by=filter_by, return_indices_ranked_by="self_confidence",
-                                   n_jobs=1)
-        out[f"out-of-fold probabilities, cleanlab filter_by={filter_by}"] = [names[i] for i in ranked
-                                                                             if names[i] in judged]
+    for name, values in evidence.items():
+        for filter_by in ("confident_learning", "prune_by_noise_rate", "both", "predicted_neq_given",
+                          "low_self_confidence", "low_normalized_margin"):
+            ranked = find_label_issues(labels, values, filter_by=filter_by,
+                                       return_indices_ranked_by="self_confidence", n_jobs=1)
+            out[f"out-of-fold {name}, cleanlab filter_by={filter_by}"] = [names[i] for i in ranked
+                                                                          if names[i] in judged]
     return out
 
 
@@ -128,11 +134,13 @@ def save_probabilities(path: Path, artists: list[str], rows: list[dict[str, Any]
 
 def save_fold_views(path: Path, audit_id: int, url: str, planted: dict[str, str]) -> None:
     """Every fold model's probabilities and embeddings for *all* paintings of its fold version
-    (train, val and held-out), as ``.npz``: scores that use a fold model's view of the paintings
-    it trained on (a nearest-neighbour vote among them, say) can then be compared offline."""
+    (train, val and held-out), of the paintings as they are and of their grey views, and which
+    are colourless, as ``.npz``: scores that use a fold model's view of the paintings it trained
+    on (a nearest-neighbour vote among them, say) can then be compared offline."""
     import numpy as np
 
     from painting_ml.data.derived import cached_paths, long_side_for
+    from painting_ml.data.images import colourless
     from painting_ml.data.versions import load_items
     from painting_ml.learn.audit import audit_info
     from painting_ml.learn.inference import infer, load_run_model
@@ -143,13 +151,18 @@ def save_fold_views(path: Path, audit_id: int, url: str, planted: dict[str, str]
         fold = int(row["fold"])
         rm = load_run_model(int(row["run_id"]), url)
         _, items = load_items(int(row["dataset_version_id"]), url)
-        res = infer(rm, cached_paths(items, long_side_for(int(rm.config["image_size"])), url))
+        paths = cached_paths(items, long_side_for(int(rm.config["image_size"])), url)
+        res = infer(rm, paths)
         out[f"f{fold}_files"] = np.asarray([i.filename for i in items])
         out[f"f{fold}_labels"] = np.asarray([i.artist for i in items])
         out[f"f{fold}_true"] = np.asarray([planted.get(i.filename, i.artist) for i in items])
         out[f"f{fold}_splits"] = np.asarray([i.split for i in items])
         out[f"f{fold}_probs"] = np.asarray(res["artist"], dtype=np.float32)
         out[f"f{fold}_emb"] = np.asarray(res["embedding"], dtype=np.float32)
+        res = infer(rm, paths, grey=True)
+        out[f"f{fold}_grey"] = np.asarray([colourless(p) for p in paths])
+        out[f"f{fold}_probs_grey"] = np.asarray(res["artist"], dtype=np.float32)
+        out[f"f{fold}_emb_grey"] = np.asarray(res["embedding"], dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **out)
 

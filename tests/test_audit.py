@@ -110,6 +110,28 @@ def test_the_neighbours_that_vote_are_the_paintings_the_fold_model_trained_on(au
         assert not {i.filename for i in voters} & {i.filename for i in held_out}
 
 
+def test_grey_paintings_are_the_ones_compared_with_grey_views(audited):
+    from painting_ml.learn.audit import predict_fold
+
+    audit_id = audited["out"]["audit_id"]
+    with psycopg.connect(audited["url"]) as conn:
+        before = conn.execute("SELECT filename, neighbour_votes FROM audit_predictions WHERE audit_id = %s "
+                              "ORDER BY filename", (audit_id,)).fetchall()
+        grey = {r[0] for r in conn.execute("SELECT filename FROM paintings WHERE mode = 'L'")}
+    assert grey, "the generated set holds grey JPEGs"
+    counted = 0
+    for fold in range(K):
+        _, held_out = held_out_items(audit_id, fold, audited["url"])
+        out = predict_fold(audit_id, fold, audited["url"])  # again: idempotent
+        assert out["colourless"] == len(grey & {i.filename for i in held_out})
+        counted += out["colourless"]
+    assert counted >= 1
+    with psycopg.connect(audited["url"]) as conn:
+        after = conn.execute("SELECT filename, neighbour_votes FROM audit_predictions WHERE audit_id = %s "
+                             "ORDER BY filename", (audit_id,)).fetchall()
+    assert after == before  # predicting a fold again stores the same votes
+
+
 @pytest.mark.unit
 def test_neighbour_votes_count_the_labels_of_the_k_nearest_references():
     import numpy as np
@@ -130,6 +152,42 @@ def test_neighbour_votes_count_the_labels_of_the_k_nearest_references():
         neighbour_votes(q, r[:0], y[:0], 4)
     with pytest.raises(ValueError, match="values"):
         neighbour_votes(q[:, :3], r, y, 4)
+
+
+@pytest.mark.unit
+def test_a_colourless_painting_is_compared_with_grey_views_of_the_voters(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from painting_ml.learn import audit, inference
+
+    Image.new("L", (8, 8), 120).save(tmp_path / "grey.png")
+    Image.new("RGB", (8, 8), (200, 20, 20)).save(tmp_path / "red.png")
+    queries = [str(tmp_path / "grey.png"), str(tmp_path / "red.png")]
+    voters = [f"r{i}.png" for i in range(4)]
+    labels = np.array([0, 0, 1, 1])
+    # The model's colour view puts the grey painting beside artist 1's voters (their look without
+    # colour, say); its grey view beside artist 0's, which is what a grey copy of artist 0 is.
+    colour = {"grey": [0.0, 1.0], "red": [1.0, 0.0], "r0": [1.0, 0.1], "r1": [1.0, 0.2], "r2": [0.1, 1.0],
+              "r3": [0.2, 1.0]}
+    grey = {"grey": [1.0, 0.0], "r0": [1.0, 0.1], "r1": [1.0, 0.2], "r2": [0.0, 1.0], "r3": [0.1, 1.0]}
+    calls = []
+
+    def fake_infer(rm, paths, batch_size=None, **kw):  # the model's two views, by file
+        calls.append((len(paths), kw.get("grey", False)))
+        return {"embedding": np.array([(grey if kw.get("grey") else colour)[Path(p).stem] for p in paths])}
+
+    monkeypatch.setattr(inference, "infer", fake_infer)
+    embedded = np.array([colour["grey"], colour["red"]])
+    votes, colourless = audit.fold_votes(None, embedded, queries, voters, labels, 2, k=2)
+    assert colourless.tolist() == [True, False]
+    assert votes.tolist() == [[1.0, 0.0], [1.0, 0.0]]  # the grey painting too: artist 0, not the grey-looking 1
+    assert calls == [(4, False), (1, True), (4, True)]  # grey views of the grey painting and the voters only
+    calls.clear()
+    votes, colourless = audit.fold_votes(None, embedded[1:], queries[1:], voters, labels, 2, k=2)
+    assert not colourless.any() and calls == [(4, False)]  # no colourless painting: no extra pass
 
 
 def test_the_audit_is_ranked_and_stored(audited):

@@ -139,3 +139,20 @@ def test_alpha_and_palette_are_flattened_like_the_training_decoder(tmp_path):
     Image.fromarray(rgba, "RGBA").save(path)
     decoded = tf.io.decode_image(path.read_bytes(), channels=3).numpy()
     assert np.array_equal(np.asarray(images.read_rgb(path)), decoded)
+
+
+@pytest.mark.unit
+def test_colourless_tells_grey_pictures_from_coloured_ones(tmp_path):
+    def save(name, img, **kw):
+        (tmp_path / name).write_bytes(_bytes(img, **kw))
+        return tmp_path / name
+
+    noise = _noise()
+    assert images.colourless(save("l.jpg", noise.convert("L"), format="JPEG"))  # a grey JPEG
+    assert images.colourless(save("rgb.jpg", noise.convert("L").convert("RGB"), format="JPEG", quality=75))
+    assert images.colourless(save("cmyk.jpg", noise.convert("L").convert("CMYK"), format="JPEG"))
+    assert not images.colourless(save("c.jpg", noise, format="JPEG"))
+    sepia = Image.merge("RGB", [noise.convert("L").point(lambda v, f=f: int(v * f)) for f in (1.0, 0.85, 0.6)])
+    assert not images.colourless(save("sepia.png", sepia, format="PNG"))  # toned, not grey
+    with pytest.raises(OSError):
+        images.colourless(tmp_path / "missing.jpg")

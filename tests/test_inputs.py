@@ -90,3 +90,15 @@ def test_bad_options():
         make_dataset(["a"], [0], image_size=8, batch_size=1, shuffle=False, seed=0, cache="ram")
     with pytest.raises(ValueError, match="needs a cache_dir"):
         make_dataset(["a"], [0], image_size=8, batch_size=1, shuffle=False, seed=0, cache="disk")
+
+
+def test_grey_dataset_drops_the_colours_and_keeps_the_luma(tmp_path):
+    colour = _save(tmp_path, "c.png", Image.new("RGB", (16, 16), (200, 30, 30)), "PNG")
+    grey = _save(tmp_path, "g.png", Image.new("L", (16, 16), 90), "PNG")
+    kw = {"image_size": 16, "batch_size": 2, "shuffle": False, "seed": 0, "cache": "none"}
+    plain = next(iter(make_dataset([colour, grey], None, **kw))).numpy()
+    greyed = next(iter(make_dataset([colour, grey], None, grey=True, **kw))).numpy()
+    assert (greyed[..., 0] == greyed[..., 1]).all() and (greyed[..., 1] == greyed[..., 2]).all()
+    luma = 0.2989 * 200 + 0.587 * 30 + 0.114 * 30  # ITU-R 601, as tf.image.rgb_to_grayscale
+    assert abs(int(greyed[0, 0, 0, 0]) - luma) <= 1
+    assert np.array_equal(greyed[1], plain[1])  # a grey painting is unchanged

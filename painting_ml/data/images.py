@@ -221,6 +221,25 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
+#: A picture is colourless when its pixels' spread between colour channels averages under this
+#: share of full scale: a grey JPEG, a black-and-white scan, an etching (sepia stays coloured).
+COLOURLESS_SPREAD = 0.03
+
+
+def colourless(path: str | Path, thumb: int = 64) -> bool:
+    """Whether the picture at ``path`` has (almost) no colour, judged on a ``thumb``-pixel thumbnail.
+
+    Raises:
+        OSError: the file is missing or unreadable.
+    """
+    with Image.open(path) as im:
+        im.draft("RGB", (thumb, thumb))  # JPEG: decode at reduced scale
+        small = to_rgb(im)
+        small.thumbnail((thumb, thumb))
+        rgb = np.asarray(small, dtype=np.int16)
+    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean()) < COLOURLESS_SPREAD * 255
+
+
 def content_name(path: Path, suffix: str = ".jpg") -> str:
     """A file name from the sha256 of ``path``'s bytes (and the copy recipe)."""
     h = hashlib.sha256(_COPY_RECIPE)

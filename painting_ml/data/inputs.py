@@ -96,6 +96,7 @@ def make_dataset(
     resize_mode: str = "crop",
     shuffle_buffer: int = 1024,
     sample_weights: Sequence[float] | NDArray[np.floating[Any]] | None = None,
+    grey: bool = False,
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(uint8 image (B, S, S, 3), label[, sample weight])``.
 
@@ -106,6 +107,8 @@ def make_dataset(
         cache: ``memory`` (decoded, resized uint8 images kept in RAM), ``disk`` (the same in
             files under ``cache_dir``: memory stays flat whatever the set size) or ``none``.
         resize_mode: ``crop`` (short side to ``image_size``, centre crop) or ``pad``.
+        grey: every image without its colours (luma in all three channels), as a grey painting is:
+            the label audit compares a grey painting with grey views of the paintings that vote.
     """
     import tensorflow as tf
 
@@ -125,6 +128,8 @@ def make_dataset(
 
     def load(p: tf.Tensor, *rest: tf.Tensor) -> tf.Tensor | tuple[tf.Tensor, ...]:
         img = decode_and_resize(p, image_size, resize_mode)
+        if grey:
+            img = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(img))
         return (img, *rest) if rest else img
 
     # The decode branches with tf.cond / tf.switch_case itself: AutoGraph conversion (tf.data's

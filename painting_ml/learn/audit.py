@@ -9,8 +9,9 @@ come from the one model that never saw it, which is what confident learning need
 (:mod:`painting_ml.results.label_issues` ranks them). The same model also places each held-out
 painting among the paintings it trained on: the labels of its :data:`NEIGHBOURS` nearest
 training paintings in the model's embedding space vote on its artist (a deep k-nearest-neighbour
-estimate, Bahri et al., ICML 2020). A network that trained to fit its training set is confident
-far beyond its accuracy, so a wrong label the fold model plainly disagrees with can still fall
+estimate, Bahri et al., ICML 2020); a colourless painting (a grey JPEG, a black-and-white scan) is
+compared with grey views of them (:func:`fold_votes`). A network that trained to fit its training
+set is confident far beyond its accuracy, so a wrong label the fold model plainly disagrees with can still fall
 short of cleanlab's per-class confidence thresholds; the vote shares are not stretched that way,
 and cleanlab ranks from them (docs/benchmarks.md, "Label noise").
 
@@ -236,14 +237,52 @@ def training_items(audit_id: int, fold: int, url: str | None = None) -> list[Any
     return [i for i in items if i.split == "train"]
 
 
+def fold_votes(rm: Any, queries: np.ndarray, query_paths: list[str], reference_paths: list[str],
+               reference_labels: np.ndarray, classes: int, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+    """The vote shares of the fold model's training paintings on its held-out paintings
+    (:func:`neighbour_votes`), each painting compared like with like.
+
+    A colourless painting (:func:`~painting_ml.data.images.colourless`: a grey JPEG, a
+    black-and-white scan) has lost the colour a model trained mostly on colour images leans on, so
+    among coloured paintings its nearest are other grey ones, whoever painted them. It is compared
+    with grey views of the training paintings instead (one more pass of the model over them, made
+    only when the fold holds a colourless painting).
+
+    Args:
+        rm: the fold's loaded model.
+        queries: ``(n, d)`` embeddings of the held-out paintings.
+        query_paths: their image files (the pixels the model read).
+        reference_paths: the training paintings' image files.
+        reference_labels: their class ids (the labels the model trained with).
+        classes: the number of classes.
+        k: voters per painting.
+
+    Returns:
+        ``(votes, grey)``: ``(n, classes)`` vote shares and which held-out paintings were colourless.
+    """
+    from painting_ml.data.images import colourless
+    from painting_ml.learn.inference import infer
+
+    grey = np.asarray([colourless(p) for p in query_paths], dtype=bool)
+    references = infer(rm, reference_paths)["embedding"]
+    votes = neighbour_votes(queries, references, reference_labels, classes, k)
+    if grey.any():
+        grey_queries = infer(rm, [p for p, g in zip(query_paths, grey, strict=True) if g], grey=True)["embedding"]
+        grey_references = infer(rm, reference_paths, grey=True)["embedding"]
+        votes[grey] = neighbour_votes(grey_queries, grey_references, reference_labels, classes, k)
+    return votes, grey
+
+
 def predict_fold(audit_id: int, fold: int, url: str | None = None) -> dict[str, Any]:
     """Score fold ``fold``'s held-out paintings with the fold's model (their image-cache copies,
     the pixels training read) and store their probabilities, their nearest-neighbour votes among
     the fold's training paintings (:func:`neighbour_votes`, the training paintings' embeddings by
-    the same model) and unit-length embeddings (replacing the fold's earlier rows: idempotent).
+    the same model, :func:`fold_votes`) and unit-length embeddings (replacing the fold's earlier
+    rows: idempotent).
 
     Returns:
-        ``{"fold", "run_id", "paintings", "accuracy"}`` (accuracy: the catalog label is the top artist).
+        ``{"fold", "run_id", "paintings", "accuracy", "colourless"}`` (accuracy: the catalog label is
+        the top artist; colourless: held-out paintings compared with grey views).
     """
     from painting_ml.data.derived import cached_paths, long_side_for
     from painting_ml.learn.inference import infer, load_run_model
@@ -255,17 +294,19 @@ def predict_fold(audit_id: int, fold: int, url: str | None = None) -> dict[str, 
         raise PaintingMLError(f"fold {fold}'s model (run {run_id}) has classes {rm.classes['artist']}, not the "
                               f"audit's {info['artists']}; audit again with a new audit key")
     long_side = long_side_for(int(rm.config["image_size"]))
-    out = infer(rm, cached_paths(held_out, long_side, url))
+    paths = cached_paths(held_out, long_side, url)
+    out = infer(rm, paths)
     probs = np.asarray(out["artist"], dtype=np.float64)
     emb = np.asarray(out["embedding"], dtype=np.float64)
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     t0 = time.perf_counter()
     trained = training_items(audit_id, fold, url)
-    references = infer(rm, cached_paths(trained, long_side, url))["embedding"]
-    votes = neighbour_votes(emb, references, np.asarray([info["artists"].index(i.artist) for i in trained]),
-                            len(info["artists"]))
-    log.info("audit %d fold %d: %d training paintings embedded and voted in %.1f s", audit_id, fold, len(trained),
-             time.perf_counter() - t0)
+    class_of = {a: n for n, a in enumerate(info["artists"])}
+    votes, grey = fold_votes(rm, emb, paths, cached_paths(trained, long_side, url),
+                             np.asarray([class_of[i.artist] for i in trained]), len(class_of))
+    log.info("audit %d fold %d: %d training paintings embedded and voted in %.1f s (%d colourless held-out "
+             "paintings compared with grey views)", audit_id, fold, len(trained), time.perf_counter() - t0,
+             int(grey.sum()))
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     root = info["data_root"]
     with db.connect(url) as conn:
         sha = {r["filename"]: r["sha256"] for r in db.fetch_dicts(
@@ -276,11 +317,12 @@ def predict_fold(audit_id: int, fold: int, url: str | None = None) -> dict[str, 
                 copy.write_row((audit_id, item.data_root or root, item.filename, fold, item.artist,
                                 probs[n].tolist(), votes[n].tolist(), emb[n].tolist(), sha.get(item.filename)))
         conn.execute(db.sql("audit", "fold_predicted"), {"audit": audit_id, "fold": fold})
-    labels = np.asarray([info["artists"].index(i.artist) for i in held_out])
+    labels = np.asarray([class_of[i.artist] for i in held_out])
     accuracy = float((probs.argmax(axis=1) == labels).mean()) if len(labels) else 0.0
     log.info("audit %d fold %d: %d held-out paintings scored by run %d (top-1 agrees with the catalog: %.3f)",
              audit_id, fold, len(held_out), run_id, accuracy)
-    return {"fold": fold, "run_id": run_id, "paintings": len(held_out), "accuracy": accuracy}
+    return {"fold": fold, "run_id": run_id, "paintings": len(held_out), "accuracy": accuracy,
+            "colourless": int(grey.sum())}
 
 
 def fail_audit(audit_id: int, error: str, url: str | None = None) -> None:

@@ -69,15 +69,17 @@ def load_run_model(run_id: int | None = None, url: str | None = None) -> RunMode
     return RunModel(run_id, scorer, classes, run["config"], run["dataset_version_id"])
 
 
-def infer(rm: RunModel, paths: Sequence[str], batch_size: int | None = None) -> dict[str, FloatArray]:
-    """Probabilities per target and embeddings for image files (in order)."""
+def infer(rm: RunModel, paths: Sequence[str], batch_size: int | None = None,
+          grey: bool = False) -> dict[str, FloatArray]:
+    """Probabilities per target and embeddings for image files (in order); ``grey``: of the
+    images without their colours."""
     if not paths:
         return {**{t: np.zeros((0, len(c))) for t, c in rm.classes.items()}, "embedding": np.zeros((0, 0))}
-    return next(infer_chunks(rm, paths, len(paths), batch_size))
+    return next(infer_chunks(rm, paths, len(paths), batch_size, grey))
 
 
-def infer_chunks(rm: RunModel, paths: Sequence[str], chunk: int,
-                 batch_size: int | None = None) -> Iterator[dict[str, FloatArray]]:
+def infer_chunks(rm: RunModel, paths: Sequence[str], chunk: int, batch_size: int | None = None,
+                 grey: bool = False) -> Iterator[dict[str, FloatArray]]:
     """Probabilities per target and embeddings for image files, ``chunk`` files at a time, in
     order (the last chunk may be shorter).
 
@@ -94,6 +96,7 @@ def infer_chunks(rm: RunModel, paths: Sequence[str], chunk: int,
         paths: image files the decoder reads (see :func:`checked_image_paths`).
         chunk: files per yielded result.
         batch_size: images per model call (default: the run's training batch size).
+        grey: the images without their colours (``make_dataset(grey=True)``).
 
     Yields:
         ``{target: probabilities, "embedding": embeddings}`` for the next ``chunk`` files.
@@ -106,7 +109,7 @@ def infer_chunks(rm: RunModel, paths: Sequence[str], chunk: int,
         return
     size = batch_size or int(rm.config["batch_size"])
     ds = make_dataset(list(paths), None, image_size=int(rm.config["image_size"]), batch_size=size, shuffle=False,
-                      seed=0, cache="none", resize_mode=rm.config.get("resize_mode", "crop"))
+                      seed=0, cache="none", resize_mode=rm.config.get("resize_mode", "crop"), grey=grey)
     held: list[dict[str, FloatArray]] = []
     count = 0
     for images in ds.as_numpy_iterator():
