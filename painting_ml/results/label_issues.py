@@ -12,8 +12,9 @@ cleanlab judges the vote shares where the audit has them (every audit since migr
 probabilities otherwise. A fold model trained until it fits its training set is sure of nearly
 every painting, so each artist's threshold sits near 1 and a wrong label its model plainly
 disputes (0.9 for the true artist) can stay unflagged; the vote shares do not saturate. On two
-catalogs of the label-noise benchmark the votes found 19 of the 21 wrong labels in the training
-split, the probabilities 16, with as many false flags (docs/benchmarks.md, "Label noise").
+catalogs of the label-noise benchmark the votes (grey paintings against grey views) found 15 of the
+16 wrong labels in the training splits with no false flag, the probabilities 14 with 2
+(docs/benchmarks.md, "Label noise").
 
 Each audited painting gets a ``label_issues`` row: its quality (self-confidence: the share of its
 catalog artist in the evidence cleanlab judged; low = suspicious), whether it is flagged, its rank
